@@ -1,0 +1,36 @@
+//! sediment's core: what every component shares.
+//!
+//! # Layout
+//! - [`event`]: the event (a JSON object with `_id`, `_ts`, `_meta`) and its partition.
+//! - [`batch`] and [`ack`]: events cross channels in batches that carry an
+//!   acknowledgement; it completes only when every sink holding the batch made it
+//!   durable, which is what lets the HTTP source answer 200 truthfully.
+//! - [`output`]: fan-out to downstream consumers, with all-or-nothing sends for
+//!   sources that push back on their clients.
+//! - [`config`]: `pipeline.yaml` — interpolation, typed parsing with YAML paths in
+//!   every error, topology checks.
+//! - [`component`]: the config → validate → build → run contract and the registry of
+//!   component types.
+//! - [`topology`]: channels and tasks for a validated config, and graceful shutdown.
+//! - [`metrics`]: the Prometheus registry and per-component handles.
+//! - [`clock`]: time, injectable for tests.
+//!
+//! Design decisions: channels are bounded ([`topology::INPUT_CAPACITY`] batches), so
+//! a slow sink slows its transforms, which makes sources push back; nothing queues
+//! without bound. Shutdown flows downstream by closing channels.
+#![warn(missing_docs)]
+
+pub mod ack;
+pub mod batch;
+pub mod clock;
+pub mod component;
+pub mod config;
+pub mod event;
+pub mod metrics;
+pub mod output;
+pub mod topology;
+
+pub use ack::{Ack, AckWaiter};
+pub use batch::Batch;
+pub use event::{Event, Partition};
+pub use output::Output;

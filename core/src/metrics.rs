@@ -1,0 +1,192 @@
+//! Prometheus metrics: one registry, label sets resolved once per component.
+//!
+//! Names follow Vector's conventions with a `sediment_` prefix; every component
+//! metric carries `component_id`, `component_kind` and `component_type`.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+const COMPONENT: &[&str] = &["component_id", "component_kind", "component_type"];
+
+/// Every metric sediment exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    received_events: IntCounterVec,
+    received_bytes: IntCounterVec,
+    sent_events: IntCounterVec,
+    discarded_events: IntCounterVec,
+    errors: IntCounterVec,
+    http_requests: IntCounterVec,
+    syslog_parse_errors: IntCounterVec,
+    archive_objects: IntCounterVec,
+    archive_bytes: IntCounterVec,
+    upload_duration: HistogramVec,
+    staged_bytes: IntGaugeVec,
+    open_partitions: IntGaugeVec,
+    late_events: IntCounterVec,
+    upload_retries: IntCounterVec,
+}
+
+fn labels(extra: &[&'static str]) -> Vec<&'static str> {
+    COMPONENT.iter().chain(extra).copied().collect()
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, extra: &[&'static str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), &labels(extra)).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGaugeVec::new(Opts::new(name, help), COMPONENT).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let upload_duration = HistogramVec::new(
+            HistogramOpts::new("sediment_archive_upload_duration_seconds", "Time to upload one archive object.")
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+            COMPONENT,
+        )
+        .expect("valid metric");
+        registry.register(Box::new(upload_duration.clone())).expect("unique metric");
+        Metrics {
+            received_events: counter("sediment_component_received_events_total", "Events received by a component.", &[]),
+            received_bytes: counter("sediment_component_received_bytes_total", "Bytes received by a component.", &[]),
+            sent_events: counter("sediment_component_sent_events_total", "Events sent on by a component.", &[]),
+            discarded_events: counter(
+                "sediment_component_discarded_events_total",
+                "Events a component deliberately dropped.",
+                &["reason", "rule"],
+            ),
+            errors: counter("sediment_component_errors_total", "Errors met by a component.", &["error_type"]),
+            http_requests: counter("sediment_http_requests_total", "HTTP requests answered, by status code.", &["code"]),
+            syslog_parse_errors: counter("sediment_syslog_parse_errors_total", "Syslog messages that did not parse.", &[]),
+            archive_objects: counter("sediment_archive_objects_total", "Archive objects finalised, by outcome.", &["outcome"]),
+            archive_bytes: counter("sediment_archive_bytes_total", "Compressed bytes written to archive objects.", &[]),
+            upload_duration,
+            staged_bytes: gauge("sediment_archive_staged_bytes", "Compressed bytes staged locally and not yet archived."),
+            open_partitions: gauge("sediment_archive_open_partitions", "Staging segments open for appends."),
+            late_events: counter("sediment_late_events_total", "Events that arrived after their hour closed.", &[]),
+            upload_retries: counter("sediment_upload_retries_total", "Failed archive uploads that will be retried.", &[]),
+            registry,
+        }
+    }
+
+    /// The process-wide metrics.
+    pub fn global() -> &'static Metrics {
+        static METRICS: OnceLock<Metrics> = OnceLock::new();
+        METRICS.get_or_init(Metrics::new)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding into a Vec cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// The metric handles of one component, resolved once at build time.
+#[derive(Debug, Clone)]
+pub struct ComponentMetrics {
+    id: String,
+    kind: &'static str,
+    type_name: &'static str,
+    /// `sediment_component_received_events_total`.
+    pub received_events: IntCounter,
+    /// `sediment_component_received_bytes_total`.
+    pub received_bytes: IntCounter,
+    /// `sediment_component_sent_events_total`.
+    pub sent_events: IntCounter,
+}
+
+impl ComponentMetrics {
+    /// Handles for the component `id` of `kind` (`source`, `transform`, `sink`) and type.
+    pub fn new(id: &str, kind: &'static str, type_name: &'static str) -> ComponentMetrics {
+        let m = Metrics::global();
+        let l = [id, kind, type_name];
+        ComponentMetrics {
+            id: id.to_owned(),
+            kind,
+            type_name,
+            received_events: m.received_events.with_label_values(&l),
+            received_bytes: m.received_bytes.with_label_values(&l),
+            sent_events: m.sent_events.with_label_values(&l),
+        }
+    }
+
+    fn with<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut l = vec![self.id.as_str(), self.kind, self.type_name];
+        l.extend_from_slice(extra);
+        l
+    }
+
+    /// The component id these handles belong to.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// A counter of events discarded for `reason` (and exclusion `rule`, or "").
+    pub fn discarded(&self, reason: &str, rule: &str) -> IntCounter {
+        Metrics::global().discarded_events.with_label_values(&self.with(&[reason, rule]))
+    }
+
+    /// A counter of errors of `error_type`.
+    pub fn errors(&self, error_type: &str) -> IntCounter {
+        Metrics::global().errors.with_label_values(&self.with(&[error_type]))
+    }
+
+    /// A counter of HTTP responses with `code`.
+    pub fn http_requests(&self, code: u16) -> IntCounter {
+        Metrics::global().http_requests.with_label_values(&self.with(&[&code.to_string()]))
+    }
+
+    /// `sediment_syslog_parse_errors_total`.
+    pub fn syslog_parse_errors(&self) -> IntCounter {
+        Metrics::global().syslog_parse_errors.with_label_values(&self.with(&[]))
+    }
+
+    /// The archive metrics of a sink.
+    pub fn archive(&self) -> ArchiveMetrics {
+        let m = Metrics::global();
+        let l = self.with(&[]);
+        ArchiveMetrics {
+            objects_created: m.archive_objects.with_label_values(&self.with(&["created"])),
+            objects_already_present: m.archive_objects.with_label_values(&self.with(&["already_present"])),
+            bytes: m.archive_bytes.with_label_values(&l),
+            upload_duration: m.upload_duration.with_label_values(&l),
+            staged_bytes: m.staged_bytes.with_label_values(&l),
+            open_partitions: m.open_partitions.with_label_values(&l),
+            late_events: m.late_events.with_label_values(&l),
+            upload_retries: m.upload_retries.with_label_values(&l),
+        }
+    }
+}
+
+/// Metric handles of one archive sink.
+#[derive(Debug, Clone)]
+pub struct ArchiveMetrics {
+    /// Objects written by this process.
+    pub objects_created: IntCounter,
+    /// Objects found already written (a restart finishing an interrupted upload).
+    pub objects_already_present: IntCounter,
+    /// Compressed bytes archived.
+    pub bytes: IntCounter,
+    /// Upload durations.
+    pub upload_duration: Histogram,
+    /// Bytes staged and not yet archived.
+    pub staged_bytes: IntGauge,
+    /// Open staging segments.
+    pub open_partitions: IntGauge,
+    /// Events that arrived after their hour closed.
+    pub late_events: IntCounter,
+    /// Upload attempts that failed and will be retried.
+    pub upload_retries: IntCounter,
+}
