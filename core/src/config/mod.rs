@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 pub use error::{did_you_mean, suggestion, ConfigError, ConfigErrors};
 pub use interpolate::interpolate;
-pub use typed::{join, parse_typed};
+pub use typed::{join, known_fields, parse_typed, unknown_fields};
 pub use units::{parse_address, parse_duration, parse_size, ByteSize, ConfigDuration, ListenAddress};
 
 use crate::component::{ComponentKind, ParseContext, Registry, Validated};

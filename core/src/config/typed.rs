@@ -14,8 +14,26 @@ where
     T: DeserializeOwned,
 {
     let known = serde_aux::serde_introspection::serde_introspect::<T>();
+    let errors = unknown_fields(path, &value, known);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let full = if inner == "." { path.to_owned() } else { join(path, &inner) };
+        vec![ConfigError::new(full, clean_message(&e.inner().to_string()))]
+    })
+}
+
+/// The fields `T` accepts (its serde names).
+pub fn known_fields<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
+    serde_aux::serde_introspection::serde_introspect::<T>()
+}
+
+/// Errors for each key of the mapping `value` that is not in `known`, with a "did you mean".
+pub fn unknown_fields(path: &str, value: &serde_yaml::Value, known: &[&str]) -> Vec<ConfigError> {
     let mut errors = Vec::new();
-    if let serde_yaml::Value::Mapping(map) = &value {
+    if let serde_yaml::Value::Mapping(map) = value {
         for key in map.keys() {
             let name = match key {
                 serde_yaml::Value::String(s) => s.clone(),
@@ -29,14 +47,7 @@ where
             }
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner = e.path().to_string();
-        let full = if inner == "." { path.to_owned() } else { join(path, &inner) };
-        vec![ConfigError::new(full, clean_message(&e.inner().to_string()))]
-    })
+    errors
 }
 
 /// `a.b` joined with `c` as `a.b.c`.

@@ -1,0 +1,15 @@
+//! The archive writer shared by every archive sink, and its storage trait.
+
+pub mod compress;
+pub mod config;
+pub mod file_store;
+pub mod member;
+pub mod naming;
+pub mod staging;
+pub mod storage;
+pub mod upload;
+pub mod writer;
+
+pub use config::{parse_archive_sink, ArchiveSettings};
+pub use storage::{ObjectInfo, ObjectStore, PutOutcome, StorageError};
+pub use writer::ArchiveSink;

@@ -1,0 +1,57 @@
+//! The narrow trait every storage backend implements.
+//!
+//! A backend only stores and finds objects; batching, naming, compression and
+//! retries live once, in the archive writer.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+
+/// What sediment knows about an object it finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// The staging segment the object was made from, when sediment wrote it.
+    pub segment_id: Option<String>,
+}
+
+/// Outcome of a conditional create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object was written.
+    Created,
+    /// Another object already has that key; nothing was written.
+    AlreadyExists,
+}
+
+/// A storage failure, classified for the retry policy.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// Worth retrying soon: timeouts, resets, 5xx, throttling.
+    #[error("{0}")]
+    Transient(String),
+    /// Needs an operator (permissions, missing bucket); still retried, less noisily.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// Put-if-absent, list, get and head: all a backend provides.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + std::fmt::Debug {
+    /// Where objects go, for messages (`file:///srv/archive`, `s3://bucket/prefix`).
+    fn location(&self) -> String;
+
+    /// Creates `key` from the file at `source` only if no object has that key.
+    /// `segment_id` is stored with the object so [`ObjectStore::head`] can return it.
+    async fn put_if_absent(&self, key: &str, source: &Path, segment_id: &str) -> Result<PutOutcome, StorageError>;
+
+    /// The object at `key`, if any.
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError>;
+
+    /// Keys starting with `prefix`, sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+
+    /// The whole content of `key`.
+    async fn get(&self, key: &str) -> Result<Vec<u8>, StorageError>;
+}

@@ -1,0 +1,148 @@
+//! Finalising sealed segments into objects: idempotent naming and retry forever.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use sediment_core::metrics::ArchiveMetrics;
+use tokio::sync::mpsc;
+
+use super::naming::KeyTemplate;
+use super::staging::SealedSegment;
+use super::storage::{ObjectStore, PutOutcome, StorageError};
+
+/// Uploads sealed segments one after another, in the order they were sealed.
+#[derive(Debug)]
+pub struct Uploader {
+    /// The sink's id, for logs.
+    pub sink: String,
+    /// Where objects go.
+    pub store: Arc<dyn ObjectStore>,
+    /// How they are named.
+    pub template: KeyTemplate,
+    /// Archive metrics of the sink.
+    pub metrics: ArchiveMetrics,
+    /// First part number worth trying per hour (a hint; correctness comes from `head`).
+    next_part: HashMap<i64, u32>,
+    /// When a permanent error was last logged, to log it once a minute.
+    last_permanent_log: Option<Instant>,
+}
+
+/// Whether a finalised segment was written now or found already written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finalised {
+    Created,
+    AlreadyPresent,
+}
+
+impl Uploader {
+    /// An uploader for one sink.
+    pub fn new(sink: String, store: Arc<dyn ObjectStore>, template: KeyTemplate, metrics: ArchiveMetrics) -> Uploader {
+        Uploader { sink, store, template, metrics, next_part: HashMap::new(), last_permanent_log: None }
+    }
+
+    /// Finalises every segment received until the channel closes.
+    pub async fn run(mut self, mut segments: mpsc::UnboundedReceiver<SealedSegment>) {
+        while let Some(segment) = segments.recv().await {
+            self.finalise(segment).await;
+        }
+    }
+
+    /// Makes `segment` an object, retrying with backoff until it is, then deletes it locally.
+    async fn finalise(&mut self, segment: SealedSegment) {
+        let mut attempt = 0u32;
+        loop {
+            let started = Instant::now();
+            match self.try_finalise(&segment).await {
+                Ok((key, outcome)) => {
+                    match outcome {
+                        Finalised::Created => {
+                            self.metrics.objects_created.inc();
+                            self.metrics.bytes.inc_by(segment.size);
+                            self.metrics.upload_duration.observe(started.elapsed().as_secs_f64());
+                            tracing::info!(sink = %self.sink, key = %key, bytes = segment.size, "archived an object");
+                        }
+                        Finalised::AlreadyPresent => {
+                            self.metrics.objects_already_present.inc();
+                            tracing::info!(sink = %self.sink, key = %key, "found this segment already archived; not writing it twice");
+                        }
+                    }
+                    let path = segment.path.clone();
+                    let removed = tokio::task::spawn_blocking(move || std::fs::remove_file(&path)).await;
+                    if let Ok(Err(e)) | Err(e) = removed.map_err(std::io::Error::other) {
+                        tracing::warn!(sink = %self.sink, segment = %segment.path.display(), error = %e, "cannot delete an archived staging segment; the next start will find its object and delete it");
+                    }
+                    self.metrics.staged_bytes.sub(segment.size as i64);
+                    return;
+                }
+                Err(e) => {
+                    self.metrics.upload_retries.inc();
+                    let delay = backoff(attempt);
+                    attempt = attempt.saturating_add(1);
+                    self.log_failure(&e, &segment, delay);
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn try_finalise(&mut self, segment: &SealedSegment) -> Result<(String, Finalised), StorageError> {
+        let id = segment.id.hyphenated().to_string();
+        let mut part = self.next_part.get(&segment.hour).copied().unwrap_or(0);
+        loop {
+            let key = self.template.render(segment.hour, part);
+            match self.store.head(&key).await? {
+                Some(info) if info.segment_id.as_deref() == Some(id.as_str()) => return Ok((key, Finalised::AlreadyPresent)),
+                Some(_) => part += 1,
+                None => match self.store.put_if_absent(&key, &segment.path, &id).await? {
+                    PutOutcome::Created => {
+                        if self.next_part.len() > 10_000 {
+                            self.next_part.clear();
+                        }
+                        self.next_part.insert(segment.hour, part + 1);
+                        return Ok((key, Finalised::Created));
+                    }
+                    // Taken between our head and put: look at it again, it may be ours.
+                    PutOutcome::AlreadyExists => {}
+                },
+            }
+        }
+    }
+
+    fn log_failure(&mut self, e: &StorageError, segment: &SealedSegment, delay: Duration) {
+        let location = self.store.location();
+        match e {
+            StorageError::Transient(_) => {
+                tracing::warn!(sink = %self.sink, location = %location, segment = %segment.path.display(), retry_in = ?delay, error = %e, "upload failed, will retry");
+            }
+            StorageError::Permanent(_) => {
+                let due = self.last_permanent_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+                if due {
+                    self.last_permanent_log = Some(Instant::now());
+                    tracing::error!(sink = %self.sink, location = %location, error = %e, "upload refused; staged data is kept and retried until the storage accepts it");
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff from 200 ms to 60 s with jitter (half fixed, half random).
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = (200u64 << attempt.min(10)).min(60_000);
+    let half = ceiling / 2;
+    Duration::from_millis(half + rand::rng().random_range(0..=half))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(0) <= Duration::from_millis(200));
+        assert!(backoff(3) >= Duration::from_millis(800));
+        assert!(backoff(30) <= Duration::from_secs(60));
+        assert!(backoff(30) >= Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,247 @@
+//! The archive writer: what every archive sink runs, whatever its storage.
+//!
+//! Three stages, each bounded:
+//! 1. *compress* — batches are serialised and gzip-compressed on the blocking pool,
+//!    [`COMPRESSORS`] at a time;
+//! 2. *commit* — one task owns the staging segments; it takes every compressed batch
+//!    that is ready, appends them and fsyncs once (group commit), then completes
+//!    their acknowledgements. It also seals segments when their hour is due, when
+//!    they reach `max_object_size`, and at shutdown;
+//! 3. *upload* — sealed segments become objects, retried forever, named
+//!    idempotently (see [`super::upload`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use sediment_core::clock::SharedClock;
+use sediment_core::component::{BuildContext, Sink};
+use sediment_core::metrics::{ArchiveMetrics, ComponentMetrics};
+use sediment_core::output::BatchReceiver;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::compress::{compress, Compressed};
+use super::config::ArchiveSettings;
+use super::staging::{Append, SealedSegment, Staging};
+use super::storage::ObjectStore;
+use super::upload::Uploader;
+
+/// Batches compressed at once.
+pub const COMPRESSORS: usize = 2;
+/// Compressed batches waiting for a commit, beyond those compressing.
+const COMMIT_QUEUE: usize = 4;
+/// Most batches in one group commit.
+const MAX_ROUND: usize = 64;
+/// Most segments open at once; beyond, the earliest due is sealed early.
+const MAX_OPEN_SEGMENTS: usize = 128;
+/// How often due segments are looked for.
+const SEAL_CHECK: Duration = Duration::from_secs(1);
+
+/// An archive sink over any [`ObjectStore`].
+pub struct ArchiveSink {
+    id: String,
+    settings: ArchiveSettings,
+    store: Arc<dyn ObjectStore>,
+    staging: Option<Staging>,
+    recovered: Vec<SealedSegment>,
+    clock: SharedClock,
+    component: ComponentMetrics,
+    metrics: ArchiveMetrics,
+    shutdown_timeout: Duration,
+}
+
+impl ArchiveSink {
+    /// Opens the sink's staging folder (`data_dir/<id>/staging`) and recovers it.
+    pub fn new(cx: &BuildContext, settings: ArchiveSettings, store: Arc<dyn ObjectStore>) -> anyhow::Result<ArchiveSink> {
+        let dir = cx.data_dir.join(&cx.id).join("staging");
+        let (staging, recovered) = Staging::open(&dir, MAX_OPEN_SEGMENTS)
+            .with_context(|| format!("cannot open or recover the staging folder {}", dir.display()))?;
+        let metrics = cx.metrics.archive();
+        metrics.staged_bytes.set((staging.open_bytes() + recovered.iter().map(|s| s.size).sum::<u64>()) as i64);
+        metrics.open_partitions.set(staging.open_count() as i64);
+        if !recovered.is_empty() || staging.open_count() > 0 {
+            tracing::info!(sink = %cx.id, sealed = recovered.len(), open = staging.open_count(), "recovered staged data from a previous run");
+        }
+        Ok(ArchiveSink {
+            id: cx.id.clone(),
+            settings,
+            store,
+            staging: Some(staging),
+            recovered,
+            clock: cx.clock.clone(),
+            component: cx.metrics.clone(),
+            metrics,
+            shutdown_timeout: cx.shutdown_timeout,
+        })
+    }
+}
+
+#[async_trait]
+impl Sink for ArchiveSink {
+    async fn run(mut self: Box<Self>, input: BatchReceiver) -> anyhow::Result<()> {
+        let (upload_tx, upload_rx) = mpsc::unbounded_channel();
+        for segment in std::mem::take(&mut self.recovered) {
+            let _ = upload_tx.send(segment);
+        }
+        let uploader = Uploader::new(self.id.clone(), self.store.clone(), self.settings.template.clone(), self.metrics.clone());
+        let mut uploads = tokio::spawn(uploader.run(upload_rx));
+
+        let (jobs_tx, jobs_rx) = mpsc::channel(COMMIT_QUEUE);
+        let compressing = tokio::spawn(compress_stage(input, jobs_tx, self.settings.compression_level, self.component.clone()));
+        self.commit_stage(jobs_rx, &upload_tx).await?;
+        let _ = compressing.await;
+        drop(upload_tx);
+
+        tracing::info!(sink = %self.id, timeout = ?self.shutdown_timeout, "uploading the remaining staged segments");
+        if tokio::time::timeout(self.shutdown_timeout, &mut uploads).await.is_err() {
+            uploads.abort();
+            tracing::warn!(sink = %self.id, location = %self.store.location(), "shutdown_timeout reached; unfinished segments stay staged and are uploaded at the next start");
+        }
+        Ok(())
+    }
+}
+
+async fn compress_stage(
+    mut input: BatchReceiver,
+    jobs: mpsc::Sender<JoinHandle<Compressed>>,
+    level: u32,
+    metrics: ComponentMetrics,
+) {
+    let permits = Arc::new(Semaphore::new(COMPRESSORS));
+    while let Some(batch) = input.recv().await {
+        metrics.received_events.inc_by(batch.len() as u64);
+        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let job = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            compress(batch, level)
+        });
+        if jobs.send(job).await.is_err() {
+            break;
+        }
+    }
+}
+
+impl ArchiveSink {
+    async fn commit_stage(
+        &mut self,
+        mut jobs: mpsc::Receiver<JoinHandle<Compressed>>,
+        uploads: &mpsc::UnboundedSender<SealedSegment>,
+    ) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(SEAL_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                job = jobs.recv() => {
+                    let Some(job) = job else { break };
+                    let mut round = vec![job.await.context("a compression task panicked")?];
+                    while round.len() < MAX_ROUND {
+                        match jobs.try_recv() {
+                            Ok(job) => round.push(job.await.context("a compression task panicked")?),
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit(round, uploads).await?;
+                }
+                _ = tick.tick() => self.commit(Vec::new(), uploads).await?,
+            }
+        }
+        // Input closed: seal everything so the uploads can finish before exit.
+        let sealed = self.with_staging(|staging| {
+            let mut sealed = Vec::new();
+            for hour in staging.hours() {
+                sealed.extend(staging.seal(hour)?);
+            }
+            Ok(sealed)
+        }).await?;
+        self.hand_over(sealed, uploads);
+        Ok(())
+    }
+
+    /// Appends a round (possibly empty) durably, completes its acks, seals what is due.
+    async fn commit(&mut self, round: Vec<Compressed>, uploads: &mpsc::UnboundedSender<SealedSegment>) -> anyhow::Result<()> {
+        let now = self.clock.now_ms().div_euclid(1000);
+        let late_flush = self.settings.late_flush_interval.as_secs() as i64;
+        let max_bytes = self.settings.max_object_size;
+        let mut appends = Vec::new();
+        let mut acks = Vec::with_capacity(round.len());
+        let (mut events, mut late, mut bytes) = (0, 0, 0);
+        for c in round {
+            for m in c.members {
+                // An hour already past its close goes to a late part, flushed every late_flush_interval.
+                let deadline_if_new = if now >= m.close_at { now + late_flush } else { m.close_at };
+                bytes += m.member.len() as u64;
+                appends.push(Append { hour: m.hour, deadline_if_new, member: m.member });
+            }
+            events += c.events;
+            late += c.late_events;
+            acks.push(c.ack);
+        }
+        let result = self
+            .with_staging(move |staging| {
+                let appended = staging.append(&appends);
+                let mut sealed = Vec::new();
+                let mut seal_error = None;
+                for hour in staging.oversized(max_bytes).into_iter().chain(staging.due(now)) {
+                    match staging.seal(hour) {
+                        Ok(s) => sealed.extend(s),
+                        Err(e) => seal_error = Some(e),
+                    }
+                }
+                Ok((appended, sealed, seal_error))
+            })
+            .await;
+        let (appended, sealed, seal_error) = match result {
+            Ok(r) => r,
+            Err(e) => (Err(e), Vec::new(), None),
+        };
+        match appended {
+            Ok(evicted) => {
+                acks.into_iter().for_each(sediment_core::Ack::complete);
+                self.component.sent_events.inc_by(events);
+                self.metrics.late_events.inc_by(late);
+                self.metrics.staged_bytes.add(bytes as i64);
+                self.hand_over(evicted, uploads);
+            }
+            Err(e) => {
+                // The failed acks tell every waiting sender; nothing of this round stays staged.
+                drop(acks);
+                self.component.errors("staging_write").inc();
+                tracing::error!(sink = %self.id, error = %e, events, "cannot stage events; their senders are told to retry");
+            }
+        }
+        if let Some(e) = seal_error {
+            self.component.errors("staging_seal").inc();
+            tracing::error!(sink = %self.id, error = %e, "cannot seal a staging segment; will try again");
+        }
+        self.hand_over(sealed, uploads);
+        Ok(())
+    }
+
+    fn hand_over(&self, sealed: Vec<SealedSegment>, uploads: &mpsc::UnboundedSender<SealedSegment>) {
+        for segment in sealed {
+            tracing::debug!(sink = %self.id, segment = %segment.path.display(), "sealed a segment for upload");
+            let _ = uploads.send(segment);
+        }
+        if let Some(staging) = &self.staging {
+            self.metrics.open_partitions.set(staging.open_count() as i64);
+        }
+    }
+
+    /// Runs `f` on the staging state on the blocking pool (it writes and fsyncs).
+    async fn with_staging<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Staging) -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let mut staging = self.staging.take().expect("staging is only taken for the duration of a call");
+        let (staging, result) = tokio::task::spawn_blocking(move || {
+            let result = f(&mut staging);
+            (staging, result)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        self.staging = Some(staging);
+        result
+    }
+}
