@@ -1,1 +1,128 @@
-fn main() {}
+//! The `sediment` binary: command line, logging, the API server and signals.
+//! Everything else lives in the library crates (see the README's Layout).
+
+mod api;
+mod cli;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use sediment_core::clock::SystemClock;
+use sediment_core::component::Registry;
+use sediment_core::config::{self, Config};
+use sediment_core::topology::RunningTopology;
+use tokio_util::sync::CancellationToken;
+
+use cli::{Cli, Command, LogFormat};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let command = cli.command.unwrap_or(Command::Run(cli.run));
+    let result = match command {
+        Command::Validate(args) => validate(&args.config_path()),
+        Command::Run(args) => run(&args.config_path()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Every component type this build knows.
+fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register(sediment_sources::factories())
+        .register(sediment_transforms::factories())
+        .register(sediment_sinks::factories());
+    registry
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    let config = config::load(path, &registry())?;
+    for warning in &config.warnings {
+        tracing::warn!("{}: {warning}", path.display());
+    }
+    Ok(config)
+}
+
+fn validate(path: &std::path::Path) -> anyhow::Result<()> {
+    match config::load(path, &registry()) {
+        Ok(config) => {
+            for warning in &config.warnings {
+                eprintln!("warning: {}: {warning}", path.display());
+            }
+            println!("ok");
+            Ok(())
+        }
+        Err(errors) => {
+            for line in errors.to_string().lines() {
+                println!("{line}");
+            }
+            anyhow::bail!("{} has {} error(s)", path.display(), errors.errors.len())
+        }
+    }
+}
+
+fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let api_address = config.api_address;
+        let stop = CancellationToken::new();
+        let health = api::Health::default();
+        let api = match api_address {
+            Some(address) => Some(api::serve(address, health.clone()).await?),
+            None => None,
+        };
+        let topology = RunningTopology::start(config, Arc::new(SystemClock)).await?;
+        tracing::info!(config = %path.display(), "sediment is running");
+        tokio::spawn(watch_signals(stop.clone(), health.clone()));
+        let result = topology.run_until(stop).await;
+        if let Some(api) = api {
+            api.stop().await;
+        }
+        tracing::info!("sediment stopped");
+        result
+    })
+}
+
+/// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once (staged data is durable).
+async fn watch_signals(stop: CancellationToken, health: api::Health) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop sediment with SIGKILL");
+        return;
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::info!("signal received: shutting down gracefully (send it again to exit at once)");
+    health.set_shutting_down();
+    stop.cancel();
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::warn!("second signal: exiting now; staged data will be uploaded at the next start");
+    std::process::exit(1);
+}

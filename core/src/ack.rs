@@ -120,7 +120,10 @@ mod tests {
         let copy = ack.clone();
         ack.complete();
         drop(copy);
-        assert!(!waiter.delivered().await, "a dropped holder fails the request");
+        assert!(
+            !waiter.delivered().await,
+            "a dropped holder fails the request"
+        );
 
         let (ack, waiter) = Ack::new();
         ack.fail();

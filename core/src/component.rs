@@ -164,11 +164,17 @@ impl Registry {
 
     /// The factory for `type_name` in `kind`'s section.
     pub fn get(&self, kind: ComponentKind, type_name: &str) -> Option<&Factory> {
-        self.factories.iter().find(|f| f.kind == kind && f.type_name == type_name)
+        self.factories
+            .iter()
+            .find(|f| f.kind == kind && f.type_name == type_name)
     }
 
     /// The known type names of a section.
     pub fn names(&self, kind: ComponentKind) -> Vec<&'static str> {
-        self.factories.iter().filter(|f| f.kind == kind).map(|f| f.type_name).collect()
+        self.factories
+            .iter()
+            .filter(|f| f.kind == kind)
+            .map(|f| f.type_name)
+            .collect()
     }
 }

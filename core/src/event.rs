@@ -98,7 +98,8 @@ impl Event {
     /// Serialises the archived form as one NDJSON line (with the trailing newline).
     pub fn write_ndjson(&self, out: &mut Vec<u8>) {
         // A Map of Values always serialises; the only error source is the writer and a Vec never fails.
-        serde_json::to_writer(&mut *out, &self.fields).expect("serialising JSON into a Vec cannot fail");
+        serde_json::to_writer(&mut *out, &self.fields)
+            .expect("serialising JSON into a Vec cannot fail");
         out.push(b'\n');
     }
 }
@@ -139,7 +140,9 @@ pub fn parse_time_ms(value: &Value) -> Option<i64> {
         _ => None,
     }?;
     // 1971-01-01 .. 9999-12-31: anything else is not a plausible event time.
-    (31_536_000_000..=253_402_300_799_999).contains(&ms).then_some(ms)
+    (31_536_000_000..=253_402_300_799_999)
+        .contains(&ms)
+        .then_some(ms)
 }
 
 /// Epoch numbers below 10^11 are seconds (until year 5138), above are milliseconds.
@@ -163,8 +166,14 @@ mod tests {
     #[test]
     fn parses_rfc3339_and_epochs() {
         let expected = 1_700_000_000_000;
-        assert_eq!(parse_time_ms(&json!("2023-11-14T22:13:20Z")), Some(expected));
-        assert_eq!(parse_time_ms(&json!("2023-11-14T23:13:20+01:00")), Some(expected));
+        assert_eq!(
+            parse_time_ms(&json!("2023-11-14T22:13:20Z")),
+            Some(expected)
+        );
+        assert_eq!(
+            parse_time_ms(&json!("2023-11-14T23:13:20+01:00")),
+            Some(expected)
+        );
         assert_eq!(parse_time_ms(&json!(1_700_000_000)), Some(expected));
         assert_eq!(parse_time_ms(&json!(1_700_000_000_000i64)), Some(expected));
         assert_eq!(parse_time_ms(&json!("1700000000.5")), Some(expected + 500));
@@ -177,16 +186,29 @@ mod tests {
     fn stamp_adds_reserved_fields_and_keeps_existing_ones() {
         let meta = json!({"source": "in"});
         let ts_fields = vec!["time".to_string()];
-        let e = Event::stamp(fields(json!({"msg": "a", "time": 1_700_000_000})), &ts_fields, 5, &meta);
+        let e = Event::stamp(
+            fields(json!({"msg": "a", "time": 1_700_000_000})),
+            &ts_fields,
+            5,
+            &meta,
+        );
         assert_eq!(e.time_ms, 1_700_000_000_000);
         assert_eq!(e.fields["_ts"], json!("2023-11-14T22:13:20.000Z"));
         assert_eq!(e.fields["_meta"], meta);
         assert_eq!(e.fields["_id"].as_str().unwrap().len(), 36);
 
         let again = Event::stamp(e.fields.clone(), &ts_fields, 5, &json!({"source": "other"}));
-        assert_eq!(again.fields, e.fields, "a restored line keeps _id, _ts and _meta");
+        assert_eq!(
+            again.fields, e.fields,
+            "a restored line keeps _id, _ts and _meta"
+        );
 
-        let no_time = Event::stamp(fields(json!({"msg": "b"})), &ts_fields, 1_700_000_000_123, &meta);
+        let no_time = Event::stamp(
+            fields(json!({"msg": "b"})),
+            &ts_fields,
+            1_700_000_000_123,
+            &meta,
+        );
         assert_eq!(no_time.time_ms, 1_700_000_000_123);
     }
 

@@ -6,8 +6,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 const COMPONENT: &[&str] = &["component_id", "component_kind", "component_type"];
@@ -40,41 +40,99 @@ impl Metrics {
     fn new() -> Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, extra: &[&'static str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), &labels(extra)).expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
+            let c =
+                IntCounterVec::new(Opts::new(name, help), &labels(extra)).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
             c
         };
         let gauge = |name: &str, help: &str| {
             let g = IntGaugeVec::new(Opts::new(name, help), COMPONENT).expect("valid metric");
-            registry.register(Box::new(g.clone())).expect("unique metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
             g
         };
         let upload_duration = HistogramVec::new(
-            HistogramOpts::new("sediment_archive_upload_duration_seconds", "Time to upload one archive object.")
-                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+            HistogramOpts::new(
+                "sediment_archive_upload_duration_seconds",
+                "Time to upload one archive object.",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
             COMPONENT,
         )
         .expect("valid metric");
-        registry.register(Box::new(upload_duration.clone())).expect("unique metric");
+        registry
+            .register(Box::new(upload_duration.clone()))
+            .expect("unique metric");
         Metrics {
-            received_events: counter("sediment_component_received_events_total", "Events received by a component.", &[]),
-            received_bytes: counter("sediment_component_received_bytes_total", "Bytes received by a component.", &[]),
-            sent_events: counter("sediment_component_sent_events_total", "Events sent on by a component.", &[]),
+            received_events: counter(
+                "sediment_component_received_events_total",
+                "Events received by a component.",
+                &[],
+            ),
+            received_bytes: counter(
+                "sediment_component_received_bytes_total",
+                "Bytes received by a component.",
+                &[],
+            ),
+            sent_events: counter(
+                "sediment_component_sent_events_total",
+                "Events sent on by a component.",
+                &[],
+            ),
             discarded_events: counter(
                 "sediment_component_discarded_events_total",
                 "Events a component deliberately dropped.",
                 &["reason", "rule"],
             ),
-            errors: counter("sediment_component_errors_total", "Errors met by a component.", &["error_type"]),
-            http_requests: counter("sediment_http_requests_total", "HTTP requests answered, by status code.", &["code"]),
-            syslog_parse_errors: counter("sediment_syslog_parse_errors_total", "Syslog messages that did not parse.", &[]),
-            archive_objects: counter("sediment_archive_objects_total", "Archive objects finalised, by outcome.", &["outcome"]),
-            archive_bytes: counter("sediment_archive_bytes_total", "Compressed bytes written to archive objects.", &[]),
+            errors: counter(
+                "sediment_component_errors_total",
+                "Errors met by a component.",
+                &["error_type"],
+            ),
+            http_requests: counter(
+                "sediment_http_requests_total",
+                "HTTP requests answered, by status code.",
+                &["code"],
+            ),
+            syslog_parse_errors: counter(
+                "sediment_syslog_parse_errors_total",
+                "Syslog messages that did not parse.",
+                &[],
+            ),
+            archive_objects: counter(
+                "sediment_archive_objects_total",
+                "Archive objects finalised, by outcome.",
+                &["outcome"],
+            ),
+            archive_bytes: counter(
+                "sediment_archive_bytes_total",
+                "Compressed bytes written to archive objects.",
+                &[],
+            ),
             upload_duration,
-            staged_bytes: gauge("sediment_archive_staged_bytes", "Compressed bytes staged locally and not yet archived."),
-            open_partitions: gauge("sediment_archive_open_partitions", "Staging segments open for appends."),
-            late_events: counter("sediment_late_events_total", "Events that arrived after their hour closed.", &[]),
-            upload_retries: counter("sediment_upload_retries_total", "Failed archive uploads that will be retried.", &[]),
+            staged_bytes: gauge(
+                "sediment_archive_staged_bytes",
+                "Compressed bytes staged locally and not yet archived.",
+            ),
+            open_partitions: gauge(
+                "sediment_archive_open_partitions",
+                "Staging segments open for appends.",
+            ),
+            late_events: counter(
+                "sediment_late_events_total",
+                "Events that arrived after their hour closed.",
+                &[],
+            ),
+            upload_retries: counter(
+                "sediment_upload_retries_total",
+                "Failed archive uploads that will be retried.",
+                &[],
+            ),
             registry,
         }
     }
@@ -88,7 +146,9 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding into a Vec cannot fail");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into a Vec cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
     }
 }
@@ -135,22 +195,30 @@ impl ComponentMetrics {
 
     /// A counter of events discarded for `reason` (and exclusion `rule`, or "").
     pub fn discarded(&self, reason: &str, rule: &str) -> IntCounter {
-        Metrics::global().discarded_events.with_label_values(&self.with(&[reason, rule]))
+        Metrics::global()
+            .discarded_events
+            .with_label_values(&self.with(&[reason, rule]))
     }
 
     /// A counter of errors of `error_type`.
     pub fn errors(&self, error_type: &str) -> IntCounter {
-        Metrics::global().errors.with_label_values(&self.with(&[error_type]))
+        Metrics::global()
+            .errors
+            .with_label_values(&self.with(&[error_type]))
     }
 
     /// A counter of HTTP responses with `code`.
     pub fn http_requests(&self, code: u16) -> IntCounter {
-        Metrics::global().http_requests.with_label_values(&self.with(&[&code.to_string()]))
+        Metrics::global()
+            .http_requests
+            .with_label_values(&self.with(&[&code.to_string()]))
     }
 
     /// `sediment_syslog_parse_errors_total`.
     pub fn syslog_parse_errors(&self) -> IntCounter {
-        Metrics::global().syslog_parse_errors.with_label_values(&self.with(&[]))
+        Metrics::global()
+            .syslog_parse_errors
+            .with_label_values(&self.with(&[]))
     }
 
     /// The archive metrics of a sink.
@@ -158,8 +226,12 @@ impl ComponentMetrics {
         let m = Metrics::global();
         let l = self.with(&[]);
         ArchiveMetrics {
-            objects_created: m.archive_objects.with_label_values(&self.with(&["created"])),
-            objects_already_present: m.archive_objects.with_label_values(&self.with(&["already_present"])),
+            objects_created: m
+                .archive_objects
+                .with_label_values(&self.with(&["created"])),
+            objects_already_present: m
+                .archive_objects
+                .with_label_values(&self.with(&["already_present"])),
             bytes: m.archive_bytes.with_label_values(&l),
             upload_duration: m.upload_duration.with_label_values(&l),
             staged_bytes: m.staged_bytes.with_label_values(&l),

@@ -38,7 +38,11 @@ impl RunningTopology {
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
         let mut senders: HashMap<String, BatchSender> = HashMap::new();
         let mut receivers: HashMap<String, BatchReceiver> = HashMap::new();
-        for c in config.components.iter().filter(|c| c.kind != ComponentKind::Source) {
+        for c in config
+            .components
+            .iter()
+            .filter(|c| c.kind != ComponentKind::Source)
+        {
             let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
             senders.insert(c.id.clone(), tx);
             receivers.insert(c.id.clone(), rx);
@@ -53,7 +57,11 @@ impl RunningTopology {
                     .collect(),
             )
         };
-        let outputs: HashMap<String, Output> = config.components.iter().map(|c| (c.id.clone(), output_of(&c.id))).collect();
+        let outputs: HashMap<String, Output> = config
+            .components
+            .iter()
+            .map(|c| (c.id.clone(), output_of(&c.id)))
+            .collect();
         drop(senders);
 
         let shutdown = CancellationToken::new();
@@ -78,18 +86,30 @@ impl RunningTopology {
             let id = c.id.clone();
             match c.validated {
                 Validated::Sink(v) => {
-                    let sink = v.build(&cx).await.with_context(|| format!("cannot start {what}"))?;
-                    let input = receivers.remove(&id).expect("every sink has an input channel");
+                    let sink = v
+                        .build(&cx)
+                        .await
+                        .with_context(|| format!("cannot start {what}"))?;
+                    let input = receivers
+                        .remove(&id)
+                        .expect("every sink has an input channel");
                     tasks.spawn(async move { (id, sink.run(input).await) });
                 }
                 Validated::Transform(v) => {
                     let transform = v.build(&cx);
-                    let input = receivers.remove(&id).expect("every transform has an input channel");
+                    let input = receivers
+                        .remove(&id)
+                        .expect("every transform has an input channel");
                     let out = outputs.remove(&id).unwrap_or_default();
-                    tasks.spawn(async move { (id, run_transform(transform, input, out, cx.metrics).await) });
+                    tasks.spawn(async move {
+                        (id, run_transform(transform, input, out, cx.metrics).await)
+                    });
                 }
                 Validated::Source(v) => {
-                    let source = v.build(&cx).await.with_context(|| format!("cannot start {what}"))?;
+                    let source = v
+                        .build(&cx)
+                        .await
+                        .with_context(|| format!("cannot start {what}"))?;
                     let out = outputs.remove(&id).unwrap_or_default();
                     let token = shutdown.child_token();
                     tasks.spawn(async move { (id, source.run(out, token).await) });
@@ -136,7 +156,9 @@ impl RunningTopology {
     }
 }
 
-fn component_result(done: Result<(String, anyhow::Result<()>), tokio::task::JoinError>) -> anyhow::Result<()> {
+fn component_result(
+    done: Result<(String, anyhow::Result<()>), tokio::task::JoinError>,
+) -> anyhow::Result<()> {
     match done {
         Ok((_, Ok(()))) => Ok(()),
         Ok((id, Err(e))) => Err(e.context(format!("component `{id}` failed"))),

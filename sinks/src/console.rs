@@ -1,11 +1,13 @@
 //! The `console` sink: NDJSON to standard output, for debugging and pipes.
 
 use async_trait::async_trait;
-use serde::Deserialize;
-use sediment_core::component::{BuildContext, ComponentKind, Factory, ParseContext, Sink, Validated, ValidatedSink};
+use sediment_core::component::{
+    BuildContext, ComponentKind, Factory, ParseContext, Sink, Validated, ValidatedSink,
+};
 use sediment_core::config::{parse_typed, ConfigError};
 use sediment_core::metrics::ComponentMetrics;
 use sediment_core::output::BatchReceiver;
+use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 /// `type: console` has no options of its own.
@@ -20,7 +22,11 @@ struct ConsoleSink {
 
 /// Registry entry for `type: console`.
 pub fn factory() -> Factory {
-    Factory { kind: ComponentKind::Sink, type_name: "console", parse }
+    Factory {
+        kind: ComponentKind::Sink,
+        type_name: "console",
+        parse,
+    }
 }
 
 fn parse(cx: &ParseContext, value: serde_yaml::Value) -> Result<Validated, Vec<ConfigError>> {
@@ -31,7 +37,9 @@ fn parse(cx: &ParseContext, value: serde_yaml::Value) -> Result<Validated, Vec<C
 #[async_trait]
 impl ValidatedSink for ConsoleSink {
     async fn build(self: Box<Self>, cx: &BuildContext) -> anyhow::Result<Box<dyn Sink>> {
-        Ok(Box::new(ConsoleSink { metrics: Some(cx.metrics.clone()) }))
+        Ok(Box::new(ConsoleSink {
+            metrics: Some(cx.metrics.clone()),
+        }))
     }
 }
 

@@ -1,1 +1,16 @@
-//! placeholder
+//! sediment's transforms.
+//!
+//! # Layout
+//! - [`hour_partition`]: assigns each event its UTC hour and marks late arrivals;
+//!   archive sinks group staging by this partition.
+//!
+//! Transforms are synchronous functions over a batch's events; the runtime moves
+//! batches and acknowledgements between them.
+#![warn(missing_docs)]
+
+pub mod hour_partition;
+
+/// Every transform type of this crate.
+pub fn factories() -> Vec<sediment_core::component::Factory> {
+    vec![hour_partition::factory()]
+}

@@ -54,7 +54,10 @@ impl fmt::Display for ConfigErrors {
 }
 
 /// Suggests the closest of `candidates` to `word`, if one is close enough to be a typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))
@@ -77,7 +80,10 @@ mod tests {
     #[test]
     fn suggests_close_words_only() {
         assert_eq!(did_you_mean("adress", ["address", "path"]), Some("address"));
-        assert_eq!(did_you_mean("http_inn", ["http_in", "syslog_in"]), Some("http_in"));
+        assert_eq!(
+            did_you_mean("http_inn", ["http_in", "syslog_in"]),
+            Some("http_in")
+        );
         assert_eq!(did_you_mean("zzz", ["address", "path"]), None);
     }
 }

@@ -23,14 +23,23 @@ pub(super) fn check(
         for (i, input) in c.inputs.iter().enumerate() {
             let at = format!("{path}.inputs[{i}]");
             match ids.get(input) {
-                Some(ComponentKind::Sink) => errors.push(ConfigError::new(at, format!("`{input}` is a sink; sinks cannot be inputs"))),
-                Some(_) if input == &c.id => errors.push(ConfigError::new(at, format!("`{input}` cannot read from itself"))),
+                Some(ComponentKind::Sink) => errors.push(ConfigError::new(
+                    at,
+                    format!("`{input}` is a sink; sinks cannot be inputs"),
+                )),
+                Some(_) if input == &c.id => errors.push(ConfigError::new(
+                    at,
+                    format!("`{input}` cannot read from itself"),
+                )),
                 Some(_) => {
                     consumed.insert(input.as_str());
                 }
                 None => errors.push(ConfigError::new(
                     at,
-                    format!("unknown input `{input}`{}", suggestion(input, upstream.iter().copied())),
+                    format!(
+                        "unknown input `{input}`{}",
+                        suggestion(input, upstream.iter().copied())
+                    ),
                 )),
             }
         }
@@ -44,7 +53,15 @@ pub(super) fn check(
     components
         .iter()
         .filter(|c| c.kind != ComponentKind::Sink && !consumed.contains(c.id.as_str()))
-        .map(|c| ConfigError::new(join(c.kind.section(), &c.id), format!("this {} feeds nothing; no component lists it in `inputs`", c.kind.as_str())))
+        .map(|c| {
+            ConfigError::new(
+                join(c.kind.section(), &c.id),
+                format!(
+                    "this {} feeds nothing; no component lists it in `inputs`",
+                    c.kind.as_str()
+                ),
+            )
+        })
         .collect()
 }
 
@@ -92,5 +109,6 @@ fn find_cycle(components: &[ComponentConfig]) -> Option<Vec<String>> {
     let mut marks = HashMap::new();
     let mut ids: Vec<&str> = inputs.keys().copied().collect();
     ids.sort_unstable();
-    ids.into_iter().find_map(|id| visit(id, &inputs, &mut marks, &mut Vec::new()))
+    ids.into_iter()
+        .find_map(|id| visit(id, &inputs, &mut marks, &mut Vec::new()))
 }

@@ -7,7 +7,10 @@ use super::error::ConfigError;
 /// Comment lines (first non-blank character `#`) are left alone so that a commented
 /// out example never needs its variables set. Every unset variable without a default
 /// is reported, with its line number.
-pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Vec<ConfigError>> {
+pub fn interpolate(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, Vec<ConfigError>> {
     let mut out = String::with_capacity(text.len());
     let mut errors = Vec::new();
     for (index, line) in text.split_inclusive('\n').enumerate() {
@@ -24,7 +27,10 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
                 rest = tail;
             } else if let Some(body) = after.strip_prefix('{') {
                 let Some(end) = body.find('}') else {
-                    errors.push(ConfigError::new(format!("line {}", index + 1), "unterminated `${` (write `$$` for a literal `$`)"));
+                    errors.push(ConfigError::new(
+                        format!("line {}", index + 1),
+                        "unterminated `${` (write `$$` for a literal `$`)",
+                    ));
                     rest = "";
                     break;
                 };
@@ -34,7 +40,10 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
                     None => (expr, None),
                 };
                 if !is_var_name(name) {
-                    errors.push(ConfigError::new(format!("line {}", index + 1), format!("`${{{expr}}}` is not a valid variable reference")));
+                    errors.push(ConfigError::new(
+                        format!("line {}", index + 1),
+                        format!("`${{{expr}}}` is not a valid variable reference"),
+                    ));
                 } else {
                     match (lookup(name), default) {
                         (Some(value), _) => out.push_str(&value),
@@ -80,7 +89,11 @@ mod tests {
 
     #[test]
     fn replaces_set_variables_and_defaults() {
-        let out = interpolate("a: ${TOKEN}\nb: ${PORT:-8080}\nc: x${EMPTY:-y}z\nd: $$5 $x\n", env).unwrap();
+        let out = interpolate(
+            "a: ${TOKEN}\nb: ${PORT:-8080}\nc: x${EMPTY:-y}z\nd: $$5 $x\n",
+            env,
+        )
+        .unwrap();
         assert_eq!(out, "a: s3cr3t\nb: 8080\nc: xz\nd: $5 $x\n");
     }
 
@@ -89,8 +102,16 @@ mod tests {
         let errors = interpolate("a: ${NOPE}\n# ${IGNORED}\nb: ${ALSO_NOPE}\n", env).unwrap_err();
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(text.len(), 2);
-        assert!(text[0].starts_with("line 1: environment variable `NOPE` is not set"), "{}", text[0]);
-        assert!(text[1].starts_with("line 3: environment variable `ALSO_NOPE`"), "{}", text[1]);
+        assert!(
+            text[0].starts_with("line 1: environment variable `NOPE` is not set"),
+            "{}",
+            text[0]
+        );
+        assert!(
+            text[1].starts_with("line 3: environment variable `ALSO_NOPE`"),
+            "{}",
+            text[1]
+        );
     }
 
     #[test]

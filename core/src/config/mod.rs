@@ -16,7 +16,9 @@ use serde::Deserialize;
 pub use error::{did_you_mean, suggestion, ConfigError, ConfigErrors};
 pub use interpolate::interpolate;
 pub use typed::{join, known_fields, parse_typed, unknown_fields};
-pub use units::{parse_address, parse_duration, parse_size, ByteSize, ConfigDuration, ListenAddress};
+pub use units::{
+    parse_address, parse_duration, parse_size, ByteSize, ConfigDuration, ListenAddress,
+};
 
 use crate::component::{ComponentKind, ParseContext, Registry, Validated};
 
@@ -112,7 +114,10 @@ fn default_api_address() -> ListenAddress {
 pub fn load(file: &Path, registry: &Registry) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(file).map_err(|e| ConfigErrors {
         file: file.to_owned(),
-        errors: vec![ConfigError::new("", format!("cannot read the configuration file: {e}"))],
+        errors: vec![ConfigError::new(
+            "",
+            format!("cannot read the configuration file: {e}"),
+        )],
     })?;
     from_str(&text, file, registry, |name| std::env::var(name).ok())
 }
@@ -129,7 +134,8 @@ pub fn from_str(
         errors,
     };
     let text = interpolate(text, env).map_err(fail)?;
-    let root: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| fail(vec![yaml_syntax_error(&e)]))?;
+    let root: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| fail(vec![yaml_syntax_error(&e)]))?;
     let root = match root {
         serde_yaml::Value::Null => serde_yaml::Value::Mapping(Default::default()),
         other => other,
@@ -146,12 +152,21 @@ pub fn from_str(
     ] {
         for (key, value) in section {
             let Some(id) = key.as_str().map(str::to_owned) else {
-                errors.push(ConfigError::new(kind.section(), format!("component id {key:?} must be a string")));
+                errors.push(ConfigError::new(
+                    kind.section(),
+                    format!("component id {key:?} must be a string"),
+                ));
                 continue;
             };
             let path = join(kind.section(), &id);
             if let Some(other) = seen.insert(id.clone(), kind) {
-                errors.push(ConfigError::new(&path, format!("duplicate component id `{id}` (also used in `{}`)", other.section())));
+                errors.push(ConfigError::new(
+                    &path,
+                    format!(
+                        "duplicate component id `{id}` (also used in `{}`)",
+                        other.section()
+                    ),
+                ));
                 continue;
             }
             if !valid_id(&id) {
@@ -186,20 +201,41 @@ fn parse_component(
     value: serde_yaml::Value,
 ) -> Result<ComponentConfig, Vec<ConfigError>> {
     let serde_yaml::Value::Mapping(mut map) = value else {
-        return Err(vec![ConfigError::new(path, "expected a mapping with at least a `type` field")]);
+        return Err(vec![ConfigError::new(
+            path,
+            "expected a mapping with at least a `type` field",
+        )]);
     };
     let known = registry.names(kind);
     let type_name = match map.remove("type") {
         Some(serde_yaml::Value::String(t)) => t,
-        Some(_) => return Err(vec![ConfigError::new(join(path, "type"), "expected a string")]),
+        Some(_) => {
+            return Err(vec![ConfigError::new(
+                join(path, "type"),
+                "expected a string",
+            )])
+        }
         None => {
-            return Err(vec![ConfigError::new(path, format!("missing field `type` (known {} types: {})", kind.as_str(), known.join(", ")))])
+            return Err(vec![ConfigError::new(
+                path,
+                format!(
+                    "missing field `type` (known {} types: {})",
+                    kind.as_str(),
+                    known.join(", ")
+                ),
+            )])
         }
     };
     let Some(factory) = registry.get(kind, &type_name) else {
         return Err(vec![ConfigError::new(
             join(path, "type"),
-            format!("unknown {} type `{type_name}`{} (known {} types: {})", kind.as_str(), suggestion(&type_name, known.iter().copied()), kind.as_str(), known.join(", ")),
+            format!(
+                "unknown {} type `{type_name}`{} (known {} types: {})",
+                kind.as_str(),
+                suggestion(&type_name, known.iter().copied()),
+                kind.as_str(),
+                known.join(", ")
+            ),
         )]);
     };
     let mut errors = Vec::new();
@@ -208,17 +244,29 @@ fn parse_component(
     } else {
         match map.remove("inputs") {
             None => {
-                errors.push(ConfigError::new(path, format!("a {} needs `inputs`: the ids of the components it reads from", kind.as_str())));
+                errors.push(ConfigError::new(
+                    path,
+                    format!(
+                        "a {} needs `inputs`: the ids of the components it reads from",
+                        kind.as_str()
+                    ),
+                ));
                 Vec::new()
             }
             Some(v) => match serde_yaml::from_value::<Vec<String>>(v) {
                 Ok(inputs) if inputs.is_empty() => {
-                    errors.push(ConfigError::new(join(path, "inputs"), format!("a {} needs at least one input", kind.as_str())));
+                    errors.push(ConfigError::new(
+                        join(path, "inputs"),
+                        format!("a {} needs at least one input", kind.as_str()),
+                    ));
                     inputs
                 }
                 Ok(inputs) => inputs,
                 Err(_) => {
-                    errors.push(ConfigError::new(join(path, "inputs"), "expected a list of component ids"));
+                    errors.push(ConfigError::new(
+                        join(path, "inputs"),
+                        "expected a list of component ids",
+                    ));
                     Vec::new()
                 }
             },
@@ -253,9 +301,16 @@ fn valid_id(id: &str) -> bool {
 
 fn yaml_syntax_error(e: &serde_yaml::Error) -> ConfigError {
     let message = e.to_string();
-    let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_owned();
     match e.location() {
-        Some(loc) => ConfigError::new(format!("line {} column {}", loc.line(), loc.column()), format!("invalid YAML: {message}")),
+        Some(loc) => ConfigError::new(
+            format!("line {} column {}", loc.line(), loc.column()),
+            format!("invalid YAML: {message}"),
+        ),
         None => ConfigError::new("", format!("invalid YAML: {message}")),
     }
 }

@@ -7,13 +7,14 @@ use serde::Deserialize;
 
 use super::*;
 use crate::component::{
-    BuildContext, Factory, ParseContext, Sink, Source, Transform, Validated, ValidatedSink, ValidatedSource,
-    ValidatedTransform,
+    BuildContext, Factory, ParseContext, Sink, Source, Transform, Validated, ValidatedSink,
+    ValidatedSource, ValidatedTransform,
 };
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListenOptions {
+    #[allow(dead_code)]
     address: ListenAddress,
     #[serde(default)]
     #[allow(dead_code)]
@@ -56,21 +57,24 @@ fn registry() -> Registry {
             kind: ComponentKind::Source,
             type_name: "http",
             parse: |cx: &ParseContext, v| {
-                parse_typed::<ListenOptions>(&cx.path, v).map(|_| Validated::Source(Box::new(Fixture)))
+                parse_typed::<ListenOptions>(&cx.path, v)
+                    .map(|_| Validated::Source(Box::new(Fixture)))
             },
         },
         Factory {
             kind: ComponentKind::Transform,
             type_name: "hour_partition",
             parse: |cx: &ParseContext, v| {
-                parse_typed::<WindowOptions>(&cx.path, v).map(|_| Validated::Transform(Box::new(Fixture)))
+                parse_typed::<WindowOptions>(&cx.path, v)
+                    .map(|_| Validated::Transform(Box::new(Fixture)))
             },
         },
         Factory {
             kind: ComponentKind::Sink,
             type_name: "file",
             parse: |cx: &ParseContext, v| {
-                parse_typed::<WindowOptions>(&cx.path, v).map(|_| Validated::Sink(Box::new(Fixture)))
+                parse_typed::<WindowOptions>(&cx.path, v)
+                    .map(|_| Validated::Sink(Box::new(Fixture)))
             },
         },
     ]);
@@ -93,7 +97,10 @@ fn errors(text: &str) -> Vec<String> {
 }
 
 fn has(errors: &[String], needle: &str) {
-    assert!(errors.iter().any(|e| e.contains(needle)), "no error contains {needle:?}: {errors:#?}");
+    assert!(
+        errors.iter().any(|e| e.contains(needle)),
+        "no error contains {needle:?}: {errors:#?}"
+    );
 }
 
 #[test]
@@ -114,13 +121,19 @@ fn unknown_type_lists_known_types() {
 #[test]
 fn unknown_field_suggests() {
     let e = errors(&GOOD.replace("address:", "adress:"));
-    has(&e, "sources.http_in.adress: unknown field `adress`; did you mean `address`?");
+    has(
+        &e,
+        "sources.http_in.adress: unknown field `adress`; did you mean `address`?",
+    );
 }
 
 #[test]
 fn unknown_input_suggests() {
     let e = errors(&GOOD.replace("inputs: [http_in]", "inputs: [http_inn]"));
-    has(&e, "transforms.hourly.inputs[0]: unknown input `http_inn`; did you mean `http_in`?");
+    has(
+        &e,
+        "transforms.hourly.inputs[0]: unknown input `http_inn`; did you mean `http_in`?",
+    );
 }
 
 #[test]
@@ -134,13 +147,21 @@ transforms:
 sinks:
   out: {type: file, inputs: [b]}
 ";
-    has(&errors(text), "transforms.a: the transforms form a cycle: a -> b -> a");
+    has(
+        &errors(text),
+        "transforms.a: the transforms form a cycle: a -> b -> a",
+    );
 }
 
 #[test]
 fn duplicate_ids_across_sections() {
-    let text = GOOD.replace("archive:", "hourly:").replace("inputs: [hourly]}", "inputs: [http_in]}");
-    has(&errors(&text), "sinks.hourly: duplicate component id `hourly` (also used in `transforms`)");
+    let text = GOOD
+        .replace("archive:", "hourly:")
+        .replace("inputs: [hourly]}", "inputs: [http_in]}");
+    has(
+        &errors(&text),
+        "sinks.hourly: duplicate component id `hourly` (also used in `transforms`)",
+    );
 }
 
 #[test]
@@ -151,43 +172,82 @@ fn duplicate_keys_in_one_section() {
 
 #[test]
 fn sink_without_inputs() {
-    has(&errors(&GOOD.replace("{type: file, inputs: [hourly]}", "{type: file}")), "sinks.archive: a sink needs `inputs`");
-    has(&errors(&GOOD.replace("inputs: [hourly]", "inputs: []")), "sinks.archive.inputs: a sink needs at least one input");
+    has(
+        &errors(&GOOD.replace("{type: file, inputs: [hourly]}", "{type: file}")),
+        "sinks.archive: a sink needs `inputs`",
+    );
+    has(
+        &errors(&GOOD.replace("inputs: [hourly]", "inputs: []")),
+        "sinks.archive.inputs: a sink needs at least one input",
+    );
 }
 
 #[test]
 fn bad_duration_size_and_address() {
-    has(&errors(&GOOD.replace("10m", "10 minutes please")), "transforms.hourly.late_after: invalid duration");
-    has(&errors(&GOOD.replace("'127.0.0.1:8080'", "'127.0.0.1:8080', max_body_size: huge")), "sources.http_in.max_body_size: invalid size `huge`");
-    has(&errors(&GOOD.replace("'127.0.0.1:8080'", "'8080'")), "sources.http_in.address: invalid address `8080`");
-    has(&errors(&format!("shutdown_timeout: forever\n{GOOD}")), "shutdown_timeout: invalid duration `forever`");
+    has(
+        &errors(&GOOD.replace("10m", "10 minutes please")),
+        "transforms.hourly.late_after: invalid duration",
+    );
+    has(
+        &errors(&GOOD.replace("'127.0.0.1:8080'", "'127.0.0.1:8080', max_body_size: huge")),
+        "sources.http_in.max_body_size: invalid size `huge`",
+    );
+    has(
+        &errors(&GOOD.replace("'127.0.0.1:8080'", "'8080'")),
+        "sources.http_in.address: invalid address `8080`",
+    );
+    has(
+        &errors(&format!("shutdown_timeout: forever\n{GOOD}")),
+        "shutdown_timeout: invalid duration `forever`",
+    );
 }
 
 #[test]
 fn every_error_is_reported_at_once() {
-    let text = GOOD.replace("adress", "x").replace("address:", "adress:").replace("type: file", "type: fil");
+    let text = GOOD
+        .replace("adress", "x")
+        .replace("address:", "adress:")
+        .replace("type: file", "type: fil");
     let e = from_str(&text, Path::new("pipeline.yaml"), &registry(), |_| None).unwrap_err();
     assert_eq!(e.errors.len(), 2, "{e:#?}");
     let shown = e.to_string();
-    assert!(shown.lines().all(|l| l.starts_with("pipeline.yaml: ")), "{shown}");
+    assert!(
+        shown.lines().all(|l| l.starts_with("pipeline.yaml: ")),
+        "{shown}"
+    );
 }
 
 #[test]
 fn sources_feeding_nothing_warn() {
-    let text = GOOD.replace("sources:\n", "sources:\n  spare: {type: http, address: '127.0.0.1:9'}\n");
+    let text = GOOD.replace(
+        "sources:\n",
+        "sources:\n  spare: {type: http, address: '127.0.0.1:9'}\n",
+    );
     let c = from_str(&text, Path::new("p.yaml"), &registry(), |_| None).unwrap();
     assert_eq!(c.warnings.len(), 1);
-    assert_eq!(c.warnings[0].to_string(), "sources.spare: this source feeds nothing; no component lists it in `inputs`");
+    assert_eq!(
+        c.warnings[0].to_string(),
+        "sources.spare: this source feeds nothing; no component lists it in `inputs`"
+    );
 }
 
 #[test]
 fn interpolation_runs_before_parsing() {
-    let text = GOOD.replace("'127.0.0.1:8080'", "'127.0.0.1:${PORT:-8080}'").replace("/tmp/x", "${DIR}");
-    let c = from_str(&text, Path::new("p.yaml"), &registry(), |n| (n == "DIR").then(|| "/srv/d".into())).unwrap();
+    let text = GOOD
+        .replace("'127.0.0.1:8080'", "'127.0.0.1:${PORT:-8080}'")
+        .replace("/tmp/x", "${DIR}");
+    let c = from_str(&text, Path::new("p.yaml"), &registry(), |n| {
+        (n == "DIR").then(|| "/srv/d".into())
+    })
+    .unwrap();
     assert_eq!(c.data_dir, PathBuf::from("/srv/d"));
     let e = from_str(&text, Path::new("p.yaml"), &registry(), |_| None).unwrap_err();
     assert_eq!(e.errors.len(), 1);
-    assert!(e.to_string().starts_with("p.yaml: line 2: environment variable `DIR` is not set"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("p.yaml: line 2: environment variable `DIR` is not set"),
+        "{e}"
+    );
 }
 
 #[test]

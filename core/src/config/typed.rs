@@ -20,8 +20,15 @@ where
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let inner = e.path().to_string();
-        let full = if inner == "." { path.to_owned() } else { join(path, &inner) };
-        vec![ConfigError::new(full, clean_message(&e.inner().to_string()))]
+        let full = if inner == "." {
+            path.to_owned()
+        } else {
+            join(path, &inner)
+        };
+        vec![ConfigError::new(
+            full,
+            clean_message(&e.inner().to_string()),
+        )]
     })
 }
 
@@ -42,7 +49,11 @@ pub fn unknown_fields(path: &str, value: &serde_yaml::Value, known: &[&str]) -> 
             if !known.is_empty() && !known.contains(&name.as_str()) {
                 errors.push(ConfigError::new(
                     join(path, &name),
-                    format!("unknown field `{name}`{} (known fields: {})", suggestion(&name, known.iter().copied()), known.join(", ")),
+                    format!(
+                        "unknown field `{name}`{} (known fields: {})",
+                        suggestion(&name, known.iter().copied()),
+                        known.join(", ")
+                    ),
                 ));
             }
         }
@@ -89,12 +100,17 @@ mod tests {
     fn unknown_field_names_path_and_suggestion() {
         let errors = parse_typed::<Sample>("sources.in", yaml("adress: x")).unwrap_err();
         assert_eq!(errors[0].path, "sources.in.adress");
-        assert!(errors[0].message.contains("did you mean `address`?"), "{}", errors[0].message);
+        assert!(
+            errors[0].message.contains("did you mean `address`?"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[test]
     fn bad_value_names_full_path() {
-        let errors = parse_typed::<Sample>("sources.in", yaml("address: x\nlimit: lots")).unwrap_err();
+        let errors =
+            parse_typed::<Sample>("sources.in", yaml("address: x\nlimit: lots")).unwrap_err();
         assert_eq!(errors[0].to_string(), "sources.in.limit: invalid size `lots`: expected a number and a unit, such as 64KiB, 100MB or 1GiB");
     }
 

@@ -34,7 +34,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     text.parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
-        .map_err(|_| format!("invalid size `{text}`: expected a number and a unit, such as 64KiB, 100MB or 1GiB"))
+        .map_err(|_| {
+            format!(
+                "invalid size `{text}`: expected a number and a unit, such as 64KiB, 100MB or 1GiB"
+            )
+        })
 }
 
 /// Parses a listen address such as `127.0.0.1:8080` or `localhost:8080`.
@@ -43,7 +47,9 @@ pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
         return Ok(addr);
     }
     if !text.contains(':') {
-        return Err(format!("invalid address `{text}`: expected host:port, such as 127.0.0.1:8080"));
+        return Err(format!(
+            "invalid address `{text}`: expected host:port, such as 127.0.0.1:8080"
+        ));
     }
     match text.to_socket_addrs().map(|mut a| a.next()) {
         Ok(Some(addr)) => Ok(addr),
@@ -86,7 +92,9 @@ impl Visitor<'_> for TextVisitor {
 impl<'de> Deserialize<'de> for ConfigDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = d.deserialize_any(TextVisitor("a duration such as 30s"))?;
-        parse_duration(&text).map(ConfigDuration).map_err(de::Error::custom)
+        parse_duration(&text)
+            .map(ConfigDuration)
+            .map_err(de::Error::custom)
     }
 }
 
@@ -100,7 +108,9 @@ impl<'de> Deserialize<'de> for ByteSize {
 impl<'de> Deserialize<'de> for ListenAddress {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = d.deserialize_any(TextVisitor("an address such as 127.0.0.1:8080"))?;
-        parse_address(&text).map(ListenAddress).map_err(de::Error::custom)
+        parse_address(&text)
+            .map(ListenAddress)
+            .map_err(de::Error::custom)
     }
 }
 
@@ -121,7 +131,9 @@ mod tests {
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("6h"), Ok(Duration::from_secs(6 * 3600)));
         assert!(parse_duration("10").unwrap_err().contains("needs a unit"));
-        assert!(parse_duration("ten minutes").unwrap_err().contains("invalid duration `ten minutes`"));
+        assert!(parse_duration("ten minutes")
+            .unwrap_err()
+            .contains("invalid duration `ten minutes`"));
     }
 
     #[test]
@@ -137,7 +149,9 @@ mod tests {
     fn addresses() {
         assert_eq!(parse_address("127.0.0.1:8080").unwrap().port(), 8080);
         assert_eq!(parse_address("localhost:9").unwrap().port(), 9);
-        assert!(parse_address("8080").unwrap_err().contains("expected host:port"));
+        assert!(parse_address("8080")
+            .unwrap_err()
+            .contains("expected host:port"));
         assert!(parse_address("127.0.0.1:99999").is_err());
     }
 }

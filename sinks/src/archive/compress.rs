@@ -46,7 +46,11 @@ pub fn compress(batch: Batch, level: u32) -> Compressed {
     for event in &events {
         let p = event.partition.unwrap_or_else(|| {
             let hour = Partition::hour_of(event.time_ms);
-            Partition { hour_start: hour, close_at: hour + Partition::HOUR_SECS + DEFAULT_LATE_AFTER_SECS, late: false }
+            Partition {
+                hour_start: hour,
+                close_at: hour + Partition::HOUR_SECS + DEFAULT_LATE_AFTER_SECS,
+                late: false,
+            }
         });
         late_events += u64::from(p.late);
         let slot = match hours.iter().position(|(h, _, _)| *h == p.hour_start) {
@@ -62,7 +66,17 @@ pub fn compress(batch: Batch, level: u32) -> Compressed {
     let raw_bytes = hours.iter().map(|(_, _, b)| b.len() as u64).sum();
     let members = hours
         .into_iter()
-        .map(|(hour, close_at, ndjson)| HourMember { hour, close_at, member: member::encode_data(&ndjson, level) })
+        .map(|(hour, close_at, ndjson)| HourMember {
+            hour,
+            close_at,
+            member: member::encode_data(&ndjson, level),
+        })
         .collect();
-    Compressed { members, ack, events: count, late_events, raw_bytes }
+    Compressed {
+        members,
+        ack,
+        events: count,
+        late_events,
+        raw_bytes,
+    }
 }

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use sediment_core::config::{
     join, known_fields, parse_typed, unknown_fields, ByteSize, ConfigDuration, ConfigError,
 };
+use serde::Deserialize;
 
 use super::naming::{KeyTemplate, DEFAULT_KEY_TEMPLATE};
 
@@ -64,7 +64,10 @@ const MIN_OBJECT_SIZE: u64 = 64 * 1024;
 
 /// Parses an archive sink's YAML into its backend options `B` and the shared
 /// [`ArchiveSettings`], reporting unknown fields against both sets at once.
-pub fn parse_archive_sink<B>(path: &str, value: serde_yaml::Value) -> Result<(B, ArchiveSettings), Vec<ConfigError>>
+pub fn parse_archive_sink<B>(
+    path: &str,
+    value: serde_yaml::Value,
+) -> Result<(B, ArchiveSettings), Vec<ConfigError>>
 where
     B: serde::de::DeserializeOwned,
 {
@@ -78,13 +81,19 @@ where
     let serde_yaml::Value::Mapping(map) = value else {
         return Err(vec![ConfigError::new(path, "expected a mapping")]);
     };
-    let (shared_map, backend_map): (serde_yaml::Mapping, serde_yaml::Mapping) =
-        map.into_iter().partition(|(k, _)| k.as_str().is_some_and(|k| shared.contains(&k)));
+    let (shared_map, backend_map): (serde_yaml::Mapping, serde_yaml::Mapping) = map
+        .into_iter()
+        .partition(|(k, _)| k.as_str().is_some_and(|k| shared.contains(&k)));
     let options = parse_typed::<ArchiveOptions>(path, serde_yaml::Value::Mapping(shared_map));
     let backend = parse_typed::<B>(path, serde_yaml::Value::Mapping(backend_map));
     match (options, backend) {
         (Ok(options), Ok(backend)) => Ok((backend, options.validate(path)?)),
-        (options, backend) => Err(options.err().into_iter().chain(backend.err()).flatten().collect()),
+        (options, backend) => Err(options
+            .err()
+            .into_iter()
+            .chain(backend.err())
+            .flatten()
+            .collect()),
     }
 }
 
@@ -94,17 +103,30 @@ impl ArchiveOptions {
         let mut errors = Vec::new();
         let template = KeyTemplate::new(&self.key_template, &self.account_id);
         if let Err(e) = &template {
-            let field = if e.starts_with("account_id") { "account_id" } else { "key_template" };
+            let field = if e.starts_with("account_id") {
+                "account_id"
+            } else {
+                "key_template"
+            };
             errors.push(ConfigError::new(join(path, field), e.clone()));
         }
         if !(1..=9).contains(&self.compression_level) {
-            errors.push(ConfigError::new(join(path, "compression_level"), format!("must be 1 to 9, not {}", self.compression_level)));
+            errors.push(ConfigError::new(
+                join(path, "compression_level"),
+                format!("must be 1 to 9, not {}", self.compression_level),
+            ));
         }
         if self.max_object_size.get() < MIN_OBJECT_SIZE {
-            errors.push(ConfigError::new(join(path, "max_object_size"), "must be at least 64KiB"));
+            errors.push(ConfigError::new(
+                join(path, "max_object_size"),
+                "must be at least 64KiB",
+            ));
         }
         if self.late_flush_interval.get() < Duration::from_secs(1) {
-            errors.push(ConfigError::new(join(path, "late_flush_interval"), "must be at least 1s"));
+            errors.push(ConfigError::new(
+                join(path, "late_flush_interval"),
+                "must be at least 1s",
+            ));
         }
         match template {
             Ok(template) if errors.is_empty() => Ok(ArchiveSettings {

@@ -35,12 +35,16 @@ impl FileStore {
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> StorageError {
     let message = format!("cannot {what} {}: {e}", path.display());
     match e.kind() {
-        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => StorageError::Permanent(message),
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
+            StorageError::Permanent(message)
+        }
         _ => StorageError::Transient(message),
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StorageError> + Send + 'static) -> Result<T, StorageError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| Err(StorageError::Transient(format!("storage task failed: {e}"))))
@@ -57,17 +61,30 @@ impl ObjectStore for FileStore {
         format!("file://{}", self.root.display())
     }
 
-    async fn put_if_absent(&self, key: &str, source: &Path, segment_id: &str) -> Result<PutOutcome, StorageError> {
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        source: &Path,
+        segment_id: &str,
+    ) -> Result<PutOutcome, StorageError> {
         let target = self.path(key);
         let source = source.to_owned();
         let segment_id = segment_id.to_owned();
         blocking(move || {
-            let dir = target.parent().expect("keys are relative file names").to_owned();
+            let dir = target
+                .parent()
+                .expect("keys are relative file names")
+                .to_owned();
             fs::create_dir_all(&dir).map_err(|e| io_error("create folder", &dir, e))?;
-            let name = target.file_name().expect("keys name a file").to_string_lossy();
+            let name = target
+                .file_name()
+                .expect("keys name a file")
+                .to_string_lossy();
             let tmp = dir.join(format!(".{name}.{segment_id}.tmp"));
             fs::copy(&source, &tmp).map_err(|e| io_error("write", &tmp, e))?;
-            File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io_error("sync", &tmp, e))?;
+            File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io_error("sync", &tmp, e))?;
             let linked = fs::hard_link(&tmp, &target);
             let _ = fs::remove_file(&tmp);
             match linked {
@@ -90,12 +107,17 @@ impl ObjectStore for FileStore {
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(io_error("open", &path, e)),
             };
-            let size = file.metadata().map_err(|e| io_error("stat", &path, e))?.len();
+            let size = file
+                .metadata()
+                .map_err(|e| io_error("stat", &path, e))?
+                .len();
             let mut header = [0u8; member::HEADER_LEN];
             let segment_id = match file.read_exact(&mut header) {
                 Ok(()) => match member::parse_header(&header) {
                     Some(h) => match h.kind {
-                        MemberKind::Head(id) => Some(uuid::Uuid::from_bytes(id).hyphenated().to_string()),
+                        MemberKind::Head(id) => {
+                            Some(uuid::Uuid::from_bytes(id).hyphenated().to_string())
+                        }
                         MemberKind::Data => None,
                     },
                     None => None,
@@ -163,8 +185,17 @@ mod tests {
         let key = "year=2026/a.json.gz";
 
         assert_eq!(store.head(key).await.unwrap(), None);
-        assert_eq!(store.put_if_absent(key, &src, &id.to_string()).await.unwrap(), PutOutcome::Created);
-        assert_eq!(store.put_if_absent(key, &src, "other").await.unwrap(), PutOutcome::AlreadyExists);
+        assert_eq!(
+            store
+                .put_if_absent(key, &src, &id.to_string())
+                .await
+                .unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(
+            store.put_if_absent(key, &src, "other").await.unwrap(),
+            PutOutcome::AlreadyExists
+        );
         let info = store.head(key).await.unwrap().unwrap();
         assert_eq!(info.segment_id, Some(id.hyphenated().to_string()));
         assert_eq!(info.size, bytes.len() as u64);

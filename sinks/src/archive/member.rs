@@ -74,7 +74,9 @@ fn encode(kind: MemberKind, data: &[u8], level: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + data.len() / 4 + 64);
     out.resize(HEADER_LEN, 0);
     let mut encoder = DeflateEncoder::new(out, Compression::new(level));
-    encoder.write_all(data).expect("writing into a Vec cannot fail");
+    encoder
+        .write_all(data)
+        .expect("writing into a Vec cannot fail");
     let mut out = encoder.finish().expect("writing into a Vec cannot fail");
     let payload_len = (out.len() - HEADER_LEN) as u32;
     let mut crc = crc32fast::Hasher::new();
@@ -108,7 +110,9 @@ pub fn head_len() -> u64 {
 pub fn parse_header(bytes: &[u8]) -> Option<MemberHeader> {
     let h = bytes.get(..HEADER_LEN)?;
     let fixed = h[0] == 0x1f && h[1] == 0x8b && h[2] == 8 && h[3] == FLG_FEXTRA;
-    let sd = h[10..12] == ((4 + SD_LEN) as u16).to_le_bytes() && h[12..16] == [b'S', b'D', SD_LEN as u8, 0] && h[16] == 1;
+    let sd = h[10..12] == ((4 + SD_LEN) as u16).to_le_bytes()
+        && h[12..16] == [b'S', b'D', SD_LEN as u8, 0]
+        && h[16] == 1;
     if !fixed || !sd {
         return None;
     }
@@ -189,7 +193,10 @@ mod tests {
     fn standard_gzip_readers_decode_concatenated_members() {
         let (bytes, _) = file(&[b"{\"a\":1}\n", b"{\"b\":2}\n{\"c\":3}\n"]);
         assert_eq!(gunzip(&bytes), b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
-        assert_eq!(parse_header(&bytes).unwrap().kind, MemberKind::Head([7; 16]));
+        assert_eq!(
+            parse_header(&bytes).unwrap().kind,
+            MemberKind::Head([7; 16])
+        );
     }
 
     #[test]

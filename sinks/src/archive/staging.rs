@@ -93,13 +93,22 @@ impl Staging {
             max_open: max_open.max(1),
         };
         let mut sealed = Vec::new();
-        let mut paths: Vec<PathBuf> = fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<io::Result<_>>()?;
+        let mut paths: Vec<PathBuf> = fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<io::Result<_>>()?;
         paths.sort();
         for path in paths {
-            let Some(name) = parse_name(&path) else { continue };
+            let Some(name) = parse_name(&path) else {
+                continue;
+            };
             if name.sealed {
                 let size = fs::metadata(&path)?.len();
-                sealed.push(SealedSegment { path, hour: name.hour, id: name.id, size });
+                sealed.push(SealedSegment {
+                    path,
+                    hour: name.hour,
+                    id: name.id,
+                    size,
+                });
                 continue;
             }
             let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
@@ -116,10 +125,20 @@ impl Staging {
                 file.sync_all()?;
             }
             file.seek(SeekFrom::End(0))?;
-            let segment = OpenSegment { path, file, id: name.id, deadline: name.deadline, len: valid };
+            let segment = OpenSegment {
+                path,
+                file,
+                id: name.id,
+                deadline: name.deadline,
+                len: valid,
+            };
             if let Some(previous) = staging.open.insert(name.hour, segment) {
                 // Two open segments of one hour cannot come from a clean run; keep both, safely.
-                sealed.push(staging.seal_segment(name.hour, previous)?.expect("recovered segments hold data"));
+                sealed.push(
+                    staging
+                        .seal_segment(name.hour, previous)?
+                        .expect("recovered segments hold data"),
+                );
             }
         }
         sync_dir(dir)?;
@@ -148,7 +167,13 @@ impl Staging {
             for a in appends {
                 if !self.open.contains_key(&a.hour) {
                     if self.open.len() >= self.max_open {
-                        let oldest = *self.open.iter().filter(|(h, _)| !touched.iter().any(|t| t.0 == **h)).min_by_key(|(_, s)| s.deadline).map(|(h, _)| h).unwrap_or(&a.hour);
+                        let oldest = *self
+                            .open
+                            .iter()
+                            .filter(|(h, _)| !touched.iter().any(|t| t.0 == **h))
+                            .min_by_key(|(_, s)| s.deadline)
+                            .map(|(h, _)| h)
+                            .unwrap_or(&a.hour);
                         if oldest != a.hour {
                             evicted.extend(self.seal(oldest)?);
                         }
@@ -185,7 +210,11 @@ impl Staging {
                             let _ = fs::remove_file(&s.path);
                         }
                     } else if let Some(s) = self.open.get_mut(&hour) {
-                        let undo = s.file.set_len(len).and_then(|_| s.file.seek(SeekFrom::Start(len))).and_then(|_| s.file.sync_data());
+                        let undo = s
+                            .file
+                            .set_len(len)
+                            .and_then(|_| s.file.seek(SeekFrom::Start(len)))
+                            .and_then(|_| s.file.sync_data());
                         if let Err(undo) = undo {
                             tracing::error!(segment = %s.path.display(), error = %undo, "cannot roll back a failed staging write");
                         }
@@ -193,7 +222,10 @@ impl Staging {
                 }
                 // Evicted segments were sealed durably; the caller still uploads them.
                 if !evicted.is_empty() {
-                    tracing::debug!(count = evicted.len(), "segments sealed before a failed round");
+                    tracing::debug!(
+                        count = evicted.len(),
+                        "segments sealed before a failed round"
+                    );
                 }
                 Err(e)
             }
@@ -202,23 +234,47 @@ impl Staging {
 
     fn create(&mut self, hour: i64, deadline: i64) -> io::Result<()> {
         let id = Uuid::now_v7();
-        let path = self.dir.join(format!("{hour}-{deadline}-{}.open", id.simple()));
-        let mut file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        let path = self
+            .dir
+            .join(format!("{hour}-{deadline}-{}.open", id.simple()));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         file.write_all(&member::encode_head(*id.as_bytes()))?;
-        self.open.insert(hour, OpenSegment { path, file, id, deadline, len: 0 });
+        self.open.insert(
+            hour,
+            OpenSegment {
+                path,
+                file,
+                id,
+                deadline,
+                len: 0,
+            },
+        );
         Ok(())
     }
 
     /// Hours whose open segment is due at `now` (seconds), earliest first.
     pub fn due(&self, now: i64) -> Vec<i64> {
-        let mut due: Vec<(i64, i64)> = self.open.iter().filter(|(_, s)| s.deadline <= now).map(|(h, s)| (s.deadline, *h)).collect();
+        let mut due: Vec<(i64, i64)> = self
+            .open
+            .iter()
+            .filter(|(_, s)| s.deadline <= now)
+            .map(|(h, s)| (s.deadline, *h))
+            .collect();
         due.sort_unstable();
         due.into_iter().map(|(_, h)| h).collect()
     }
 
     /// Hours whose open segment reached `max_bytes`.
     pub fn oversized(&self, max_bytes: u64) -> Vec<i64> {
-        self.open.iter().filter(|(_, s)| s.len >= max_bytes).map(|(h, _)| *h).collect()
+        self.open
+            .iter()
+            .filter(|(_, s)| s.len >= max_bytes)
+            .map(|(h, _)| *h)
+            .collect()
     }
 
     /// Every open hour.
@@ -234,8 +290,18 @@ impl Staging {
         }
     }
 
-    fn seal_segment(&mut self, hour: i64, segment: OpenSegment) -> io::Result<Option<SealedSegment>> {
-        let OpenSegment { path, file, id, len, .. } = segment;
+    fn seal_segment(
+        &mut self,
+        hour: i64,
+        segment: OpenSegment,
+    ) -> io::Result<Option<SealedSegment>> {
+        let OpenSegment {
+            path,
+            file,
+            id,
+            len,
+            ..
+        } = segment;
         drop(file);
         if len <= member::head_len() {
             fs::remove_file(&path)?;
@@ -244,7 +310,12 @@ impl Staging {
         let sealed = path.with_extension("sealed");
         fs::rename(&path, &sealed)?;
         sync_dir(&self.dir)?;
-        Ok(Some(SealedSegment { path: sealed, hour, id, size: len }))
+        Ok(Some(SealedSegment {
+            path: sealed,
+            hour,
+            id,
+            size: len,
+        }))
     }
 }
 
@@ -258,12 +329,18 @@ mod tests {
 
     fn gunzip(path: &Path) -> String {
         let mut out = String::new();
-        MultiGzDecoder::new(File::open(path).unwrap()).read_to_string(&mut out).unwrap();
+        MultiGzDecoder::new(File::open(path).unwrap())
+            .read_to_string(&mut out)
+            .unwrap();
         out
     }
 
     fn append(hour: i64, text: &str) -> Append {
-        Append { hour, deadline_if_new: hour + 4200, member: member::encode_data(text.as_bytes(), 6) }
+        Append {
+            hour,
+            deadline_if_new: hour + 4200,
+            member: member::encode_data(text.as_bytes(), 6),
+        }
     }
 
     #[test]
@@ -271,7 +348,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut staging, sealed) = Staging::open(dir.path(), 8).unwrap();
         assert!(sealed.is_empty());
-        staging.append(&[append(HOUR, "a\n"), append(HOUR + 3600, "b\n")]).unwrap();
+        staging
+            .append(&[append(HOUR, "a\n"), append(HOUR + 3600, "b\n")])
+            .unwrap();
         staging.append(&[append(HOUR, "c\n")]).unwrap();
         assert_eq!(staging.open_count(), 2);
         assert_eq!(staging.due(HOUR + 4199), Vec::<i64>::new());
@@ -282,8 +361,17 @@ mod tests {
         drop(staging);
 
         // A torn write after the last commit is cut off at restart; the sealed segment is handed back.
-        let open = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().unwrap() == "open").unwrap();
-        OpenOptions::new().append(true).open(&open).unwrap().write_all(&member::encode_data(b"torn\n", 6)[..20]).unwrap();
+        let open = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().unwrap() == "open")
+            .unwrap();
+        OpenOptions::new()
+            .append(true)
+            .open(&open)
+            .unwrap()
+            .write_all(&member::encode_data(b"torn\n", 6)[..20])
+            .unwrap();
         let (mut staging, sealed) = Staging::open(dir.path(), 8).unwrap();
         assert_eq!(sealed, vec![s]);
         staging.append(&[append(HOUR + 3600, "d\n")]).unwrap();
@@ -295,7 +383,9 @@ mod tests {
     fn bound_on_open_segments_seals_the_earliest_due() {
         let dir = tempfile::tempdir().unwrap();
         let (mut staging, _) = Staging::open(dir.path(), 2).unwrap();
-        staging.append(&[append(HOUR, "a\n"), append(HOUR + 3600, "b\n")]).unwrap();
+        staging
+            .append(&[append(HOUR, "a\n"), append(HOUR + 3600, "b\n")])
+            .unwrap();
         let evicted = staging.append(&[append(HOUR + 7200, "c\n")]).unwrap();
         assert_eq!(evicted.len(), 1);
         assert_eq!(evicted[0].hour, HOUR);

@@ -44,7 +44,12 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
 
     /// Creates `key` from the file at `source` only if no object has that key.
     /// `segment_id` is stored with the object so [`ObjectStore::head`] can return it.
-    async fn put_if_absent(&self, key: &str, source: &Path, segment_id: &str) -> Result<PutOutcome, StorageError>;
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        source: &Path,
+        segment_id: &str,
+    ) -> Result<PutOutcome, StorageError>;
 
     /// The object at `key`, if any.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError>;

@@ -38,8 +38,20 @@ enum Finalised {
 
 impl Uploader {
     /// An uploader for one sink.
-    pub fn new(sink: String, store: Arc<dyn ObjectStore>, template: KeyTemplate, metrics: ArchiveMetrics) -> Uploader {
-        Uploader { sink, store, template, metrics, next_part: HashMap::new(), last_permanent_log: None }
+    pub fn new(
+        sink: String,
+        store: Arc<dyn ObjectStore>,
+        template: KeyTemplate,
+        metrics: ArchiveMetrics,
+    ) -> Uploader {
+        Uploader {
+            sink,
+            store,
+            template,
+            metrics,
+            next_part: HashMap::new(),
+            last_permanent_log: None,
+        }
     }
 
     /// Finalises every segment received until the channel closes.
@@ -60,7 +72,9 @@ impl Uploader {
                         Finalised::Created => {
                             self.metrics.objects_created.inc();
                             self.metrics.bytes.inc_by(segment.size);
-                            self.metrics.upload_duration.observe(started.elapsed().as_secs_f64());
+                            self.metrics
+                                .upload_duration
+                                .observe(started.elapsed().as_secs_f64());
                             tracing::info!(sink = %self.sink, key = %key, bytes = segment.size, "archived an object");
                         }
                         Finalised::AlreadyPresent => {
@@ -69,7 +83,8 @@ impl Uploader {
                         }
                     }
                     let path = segment.path.clone();
-                    let removed = tokio::task::spawn_blocking(move || std::fs::remove_file(&path)).await;
+                    let removed =
+                        tokio::task::spawn_blocking(move || std::fs::remove_file(&path)).await;
                     if let Ok(Err(e)) | Err(e) = removed.map_err(std::io::Error::other) {
                         tracing::warn!(sink = %self.sink, segment = %segment.path.display(), error = %e, "cannot delete an archived staging segment; the next start will find its object and delete it");
                     }
@@ -87,13 +102,18 @@ impl Uploader {
         }
     }
 
-    async fn try_finalise(&mut self, segment: &SealedSegment) -> Result<(String, Finalised), StorageError> {
+    async fn try_finalise(
+        &mut self,
+        segment: &SealedSegment,
+    ) -> Result<(String, Finalised), StorageError> {
         let id = segment.id.hyphenated().to_string();
         let mut part = self.next_part.get(&segment.hour).copied().unwrap_or(0);
         loop {
             let key = self.template.render(segment.hour, part);
             match self.store.head(&key).await? {
-                Some(info) if info.segment_id.as_deref() == Some(id.as_str()) => return Ok((key, Finalised::AlreadyPresent)),
+                Some(info) if info.segment_id.as_deref() == Some(id.as_str()) => {
+                    return Ok((key, Finalised::AlreadyPresent))
+                }
                 Some(_) => part += 1,
                 None => match self.store.put_if_absent(&key, &segment.path, &id).await? {
                     PutOutcome::Created => {
@@ -117,7 +137,9 @@ impl Uploader {
                 tracing::warn!(sink = %self.sink, location = %location, segment = %segment.path.display(), retry_in = ?delay, error = %e, "upload failed, will retry");
             }
             StorageError::Permanent(_) => {
-                let due = self.last_permanent_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+                let due = self
+                    .last_permanent_log
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
                 if due {
                     self.last_permanent_log = Some(Instant::now());
                     tracing::error!(sink = %self.sink, location = %location, error = %e, "upload refused; staged data is kept and retried until the storage accepts it");

@@ -54,12 +54,22 @@ pub struct ArchiveSink {
 
 impl ArchiveSink {
     /// Opens the sink's staging folder (`data_dir/<id>/staging`) and recovers it.
-    pub fn new(cx: &BuildContext, settings: ArchiveSettings, store: Arc<dyn ObjectStore>) -> anyhow::Result<ArchiveSink> {
+    pub fn new(
+        cx: &BuildContext,
+        settings: ArchiveSettings,
+        store: Arc<dyn ObjectStore>,
+    ) -> anyhow::Result<ArchiveSink> {
         let dir = cx.data_dir.join(&cx.id).join("staging");
-        let (staging, recovered) = Staging::open(&dir, MAX_OPEN_SEGMENTS)
-            .with_context(|| format!("cannot open or recover the staging folder {}", dir.display()))?;
+        let (staging, recovered) = Staging::open(&dir, MAX_OPEN_SEGMENTS).with_context(|| {
+            format!(
+                "cannot open or recover the staging folder {}",
+                dir.display()
+            )
+        })?;
         let metrics = cx.metrics.archive();
-        metrics.staged_bytes.set((staging.open_bytes() + recovered.iter().map(|s| s.size).sum::<u64>()) as i64);
+        metrics
+            .staged_bytes
+            .set((staging.open_bytes() + recovered.iter().map(|s| s.size).sum::<u64>()) as i64);
         metrics.open_partitions.set(staging.open_count() as i64);
         if !recovered.is_empty() || staging.open_count() > 0 {
             tracing::info!(sink = %cx.id, sealed = recovered.len(), open = staging.open_count(), "recovered staged data from a previous run");
@@ -85,17 +95,30 @@ impl Sink for ArchiveSink {
         for segment in std::mem::take(&mut self.recovered) {
             let _ = upload_tx.send(segment);
         }
-        let uploader = Uploader::new(self.id.clone(), self.store.clone(), self.settings.template.clone(), self.metrics.clone());
+        let uploader = Uploader::new(
+            self.id.clone(),
+            self.store.clone(),
+            self.settings.template.clone(),
+            self.metrics.clone(),
+        );
         let mut uploads = tokio::spawn(uploader.run(upload_rx));
 
         let (jobs_tx, jobs_rx) = mpsc::channel(COMMIT_QUEUE);
-        let compressing = tokio::spawn(compress_stage(input, jobs_tx, self.settings.compression_level, self.component.clone()));
+        let compressing = tokio::spawn(compress_stage(
+            input,
+            jobs_tx,
+            self.settings.compression_level,
+            self.component.clone(),
+        ));
         self.commit_stage(jobs_rx, &upload_tx).await?;
         let _ = compressing.await;
         drop(upload_tx);
 
         tracing::info!(sink = %self.id, timeout = ?self.shutdown_timeout, "uploading the remaining staged segments");
-        if tokio::time::timeout(self.shutdown_timeout, &mut uploads).await.is_err() {
+        if tokio::time::timeout(self.shutdown_timeout, &mut uploads)
+            .await
+            .is_err()
+        {
             uploads.abort();
             tracing::warn!(sink = %self.id, location = %self.store.location(), "shutdown_timeout reached; unfinished segments stay staged and are uploaded at the next start");
         }
@@ -112,7 +135,9 @@ async fn compress_stage(
     let permits = Arc::new(Semaphore::new(COMPRESSORS));
     while let Some(batch) = input.recv().await {
         metrics.received_events.inc_by(batch.len() as u64);
-        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
         let job = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             compress(batch, level)
@@ -148,19 +173,25 @@ impl ArchiveSink {
             }
         }
         // Input closed: seal everything so the uploads can finish before exit.
-        let sealed = self.with_staging(|staging| {
-            let mut sealed = Vec::new();
-            for hour in staging.hours() {
-                sealed.extend(staging.seal(hour)?);
-            }
-            Ok(sealed)
-        }).await?;
+        let sealed = self
+            .with_staging(|staging| {
+                let mut sealed = Vec::new();
+                for hour in staging.hours() {
+                    sealed.extend(staging.seal(hour)?);
+                }
+                Ok(sealed)
+            })
+            .await?;
         self.hand_over(sealed, uploads);
         Ok(())
     }
 
     /// Appends a round (possibly empty) durably, completes its acks, seals what is due.
-    async fn commit(&mut self, round: Vec<Compressed>, uploads: &mpsc::UnboundedSender<SealedSegment>) -> anyhow::Result<()> {
+    async fn commit(
+        &mut self,
+        round: Vec<Compressed>,
+        uploads: &mpsc::UnboundedSender<SealedSegment>,
+    ) -> anyhow::Result<()> {
         let now = self.clock.now_ms().div_euclid(1000);
         let late_flush = self.settings.late_flush_interval.as_secs() as i64;
         let max_bytes = self.settings.max_object_size;
@@ -170,9 +201,17 @@ impl ArchiveSink {
         for c in round {
             for m in c.members {
                 // An hour already past its close goes to a late part, flushed every late_flush_interval.
-                let deadline_if_new = if now >= m.close_at { now + late_flush } else { m.close_at };
+                let deadline_if_new = if now >= m.close_at {
+                    now + late_flush
+                } else {
+                    m.close_at
+                };
                 bytes += m.member.len() as u64;
-                appends.push(Append { hour: m.hour, deadline_if_new, member: m.member });
+                appends.push(Append {
+                    hour: m.hour,
+                    deadline_if_new,
+                    member: m.member,
+                });
             }
             events += c.events;
             late += c.late_events;
@@ -183,7 +222,11 @@ impl ArchiveSink {
                 let appended = staging.append(&appends);
                 let mut sealed = Vec::new();
                 let mut seal_error = None;
-                for hour in staging.oversized(max_bytes).into_iter().chain(staging.due(now)) {
+                for hour in staging
+                    .oversized(max_bytes)
+                    .into_iter()
+                    .chain(staging.due(now))
+                {
                     match staging.seal(hour) {
                         Ok(s) => sealed.extend(s),
                         Err(e) => seal_error = Some(e),
@@ -219,13 +262,19 @@ impl ArchiveSink {
         Ok(())
     }
 
-    fn hand_over(&self, sealed: Vec<SealedSegment>, uploads: &mpsc::UnboundedSender<SealedSegment>) {
+    fn hand_over(
+        &self,
+        sealed: Vec<SealedSegment>,
+        uploads: &mpsc::UnboundedSender<SealedSegment>,
+    ) {
         for segment in sealed {
             tracing::debug!(sink = %self.id, segment = %segment.path.display(), "sealed a segment for upload");
             let _ = uploads.send(segment);
         }
         if let Some(staging) = &self.staging {
-            self.metrics.open_partitions.set(staging.open_count() as i64);
+            self.metrics
+                .open_partitions
+                .set(staging.open_count() as i64);
         }
     }
 
@@ -234,7 +283,10 @@ impl ArchiveSink {
         &mut self,
         f: impl FnOnce(&mut Staging) -> std::io::Result<T> + Send + 'static,
     ) -> std::io::Result<T> {
-        let mut staging = self.staging.take().expect("staging is only taken for the duration of a call");
+        let mut staging = self
+            .staging
+            .take()
+            .expect("staging is only taken for the duration of a call");
         let (staging, result) = tokio::task::spawn_blocking(move || {
             let result = f(&mut staging);
             (staging, result)

@@ -1,0 +1,172 @@
+//! The `http` source: `POST` logs to `path` (NDJSON, JSON, text) or Mezmo-style
+//! to `/logs/ingest`; answers 200 only once every event is durable in every sink.
+
+mod decode;
+mod server;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sediment_core::component::{
+    BuildContext, ComponentKind, Factory, ParseContext, Source, Validated, ValidatedSource,
+};
+use sediment_core::config::{
+    join, parse_typed, ByteSize, ConfigDuration, ConfigError, ListenAddress,
+};
+use sediment_core::event::DEFAULT_TIMESTAMP_FIELDS;
+use serde::Deserialize;
+
+pub use decode::{BodyError, Format};
+
+/// The Mezmo-compatible ingestion path.
+pub const MEZMO_PATH: &str = "/logs/ingest";
+
+/// `type: http` options.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpOptions {
+    /// Where to listen, `host:port`.
+    address: ListenAddress,
+    /// The path that takes NDJSON, JSON and text bodies.
+    #[serde(default = "default_path")]
+    path: String,
+    /// Largest body accepted, after decompression; larger gets 413.
+    #[serde(default = "default_max_body_size")]
+    max_body_size: ByteSize,
+    /// Requests processed at once; beyond, requests wait up to `queue_timeout`.
+    #[serde(default = "default_max_in_flight")]
+    max_in_flight: usize,
+    /// How long a request may wait for room in the pipeline before a 503.
+    #[serde(default = "default_queue_timeout")]
+    queue_timeout: ConfigDuration,
+    /// Optional authentication.
+    #[serde(default)]
+    auth: Option<AuthOptions>,
+    /// Request headers copied into `_meta.headers`.
+    #[serde(default)]
+    headers: Vec<String>,
+    /// Fields tried, in order, for the event time.
+    #[serde(default = "default_timestamp_fields")]
+    timestamp_fields: Vec<String>,
+}
+
+/// `auth:` — bearer tokens or one basic-auth user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "strategy", rename_all = "lowercase", deny_unknown_fields)]
+pub enum AuthOptions {
+    /// `Authorization: Bearer <token>` with any of `tokens`.
+    Bearer {
+        /// Accepted tokens.
+        tokens: Vec<String>,
+    },
+    /// `Authorization: Basic` with this user and password.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: String,
+    },
+}
+
+fn default_path() -> String {
+    "/".into()
+}
+fn default_max_body_size() -> ByteSize {
+    ByteSize(10 << 20)
+}
+fn default_max_in_flight() -> usize {
+    16
+}
+fn default_queue_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(1))
+}
+fn default_timestamp_fields() -> Vec<String> {
+    DEFAULT_TIMESTAMP_FIELDS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// Validated `http` source settings.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Listen address.
+    pub address: std::net::SocketAddr,
+    /// Ingestion path.
+    pub path: String,
+    /// Body limit in bytes.
+    pub max_body_size: u64,
+    /// Concurrent requests.
+    pub max_in_flight: usize,
+    /// Wait for pipeline room.
+    pub queue_timeout: Duration,
+    /// Authentication.
+    pub auth: Option<AuthOptions>,
+    /// Header names to keep, lowercased.
+    pub headers: Vec<String>,
+    /// Event-time fields.
+    pub timestamp_fields: Vec<String>,
+}
+
+/// Registry entry for `type: http`.
+pub fn factory() -> Factory {
+    Factory {
+        kind: ComponentKind::Source,
+        type_name: "http",
+        parse,
+    }
+}
+
+fn parse(cx: &ParseContext, value: serde_yaml::Value) -> Result<Validated, Vec<ConfigError>> {
+    let o: HttpOptions = parse_typed(&cx.path, value)?;
+    let mut errors = Vec::new();
+    if !o.path.starts_with('/') || o.path == MEZMO_PATH {
+        errors.push(ConfigError::new(
+            join(&cx.path, "path"),
+            format!("must start with `/` and differ from `{MEZMO_PATH}`"),
+        ));
+    }
+    if o.max_in_flight == 0 {
+        errors.push(ConfigError::new(
+            join(&cx.path, "max_in_flight"),
+            "must be at least 1",
+        ));
+    }
+    match &o.auth {
+        Some(AuthOptions::Bearer { tokens })
+            if tokens.is_empty() || tokens.iter().any(String::is_empty) =>
+        {
+            errors.push(ConfigError::new(
+                join(&cx.path, "auth.tokens"),
+                "needs at least one non-empty token",
+            ));
+        }
+        Some(AuthOptions::Basic { username, .. }) if username.is_empty() => {
+            errors.push(ConfigError::new(
+                join(&cx.path, "auth.username"),
+                "must not be empty",
+            ));
+        }
+        _ => {}
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Validated::Source(Box::new(HttpSettings {
+        address: o.address.0,
+        path: o.path,
+        max_body_size: o.max_body_size.get(),
+        max_in_flight: o.max_in_flight,
+        queue_timeout: o.queue_timeout.get(),
+        auth: o.auth,
+        headers: o.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        timestamp_fields: o.timestamp_fields,
+    })))
+}
+
+#[async_trait]
+impl ValidatedSource for HttpSettings {
+    async fn build(self: Box<Self>, cx: &BuildContext) -> anyhow::Result<Box<dyn Source>> {
+        Ok(Box::new(server::HttpSource::bind(*self, cx).await?))
+    }
+}

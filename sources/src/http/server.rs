@@ -1,0 +1,360 @@
+//! The HTTP server: auth, limits, back-pressure, and waiting for durability.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use base64::Engine;
+use sediment_core::component::{BuildContext, Source};
+use sediment_core::event::{format_time_ms, now_ms};
+use sediment_core::metrics::ComponentMetrics;
+use sediment_core::output::SendError;
+use sediment_core::{Ack, Batch, Event, Output};
+use serde_json::{json, Map, Value};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::decode::{self, BodyError, Format};
+use super::{AuthOptions, HttpSettings, MEZMO_PATH};
+
+/// A bound, not yet serving, HTTP source.
+pub struct HttpSource {
+    listener: TcpListener,
+    settings: HttpSettings,
+    id: String,
+    metrics: ComponentMetrics,
+}
+
+struct Shared {
+    settings: HttpSettings,
+    id: String,
+    out: Output,
+    metrics: ComponentMetrics,
+    in_flight: Semaphore,
+}
+
+impl HttpSource {
+    /// Binds the listen address.
+    pub async fn bind(settings: HttpSettings, cx: &BuildContext) -> anyhow::Result<HttpSource> {
+        let listener = TcpListener::bind(settings.address)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.address))?;
+        tracing::info!(source = %cx.id, address = %listener.local_addr()?, path = %settings.path, "http source listening");
+        Ok(HttpSource {
+            listener,
+            settings,
+            id: cx.id.clone(),
+            metrics: cx.metrics.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl Source for HttpSource {
+    async fn run(self: Box<Self>, out: Output, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let shared = Arc::new(Shared {
+            in_flight: Semaphore::new(self.settings.max_in_flight),
+            settings: self.settings,
+            id: self.id,
+            out,
+            metrics: self.metrics,
+        });
+        let app = Router::new()
+            .route(&shared.settings.path, post(ingest))
+            .route(MEZMO_PATH, post(ingest_mezmo))
+            .with_state(shared);
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+        Ok(())
+    }
+}
+
+async fn ingest(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let format = decode::format_of(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    handle(&shared, peer, query, headers, body, format).await
+}
+
+async fn ingest_mezmo(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(&shared, peer, query, headers, body, Ok(Format::Mezmo)).await
+}
+
+async fn handle(
+    shared: &Shared,
+    peer: SocketAddr,
+    query: Vec<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+    format: Result<Format, BodyError>,
+) -> Response {
+    let (status, body) = accept(shared, peer, query, &headers, body, format).await;
+    shared.metrics.http_requests(status.as_u16()).inc();
+    let mut response = (status, axum::Json(body)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        let scheme = match shared.settings.auth {
+            Some(AuthOptions::Basic { .. }) => "Basic realm=\"sediment\"",
+            _ => "Bearer",
+        };
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static(scheme),
+        );
+    }
+    response
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> (StatusCode, Value) {
+    (status, json!({ "error": message.into() }))
+}
+
+async fn accept(
+    shared: &Shared,
+    peer: SocketAddr,
+    query: Vec<(String, String)>,
+    headers: &HeaderMap,
+    body: Body,
+    format: Result<Format, BodyError>,
+) -> (StatusCode, Value) {
+    if !authorized(shared.settings.auth.as_ref(), headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
+    }
+    let format = match format {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
+    };
+    let max = shared.settings.max_body_size;
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than max_body_size ({max} bytes)"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max) {
+        return too_large();
+    }
+    let Ok(_permit) =
+        tokio::time::timeout(shared.settings.queue_timeout, shared.in_flight.acquire()).await
+    else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests in flight; retry later",
+        );
+    };
+    let raw = match axum::body::to_bytes(body, max as usize).await {
+        Ok(b) => b,
+        Err(e) if is_length_limit(&e) => return too_large(),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        }
+    };
+    let received_bytes = raw.len() as u64;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let meta = request_meta(shared, peer, query, headers);
+    let timestamp_fields = shared.settings.timestamp_fields.clone();
+    let parsed = tokio::task::spawn_blocking(move || -> Result<Vec<Event>, BodyError> {
+        let body = decode::decode(&raw, encoding.as_deref(), max)?;
+        let objects = decode::parse(&body, format)?;
+        let now = now_ms();
+        Ok(objects
+            .into_iter()
+            .map(|o| Event::stamp(o, &timestamp_fields, now, &meta))
+            .collect())
+    })
+    .await;
+    let events = match parsed {
+        Ok(Ok(events)) => events,
+        Ok(Err(BodyError::Malformed(m))) => {
+            shared.metrics.errors("bad_request").inc();
+            return error(StatusCode::BAD_REQUEST, m);
+        }
+        Ok(Err(BodyError::TooLarge(m))) => return error(StatusCode::PAYLOAD_TOO_LARGE, m),
+        Ok(Err(BodyError::Unsupported(m))) => return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the body could not be processed: {e}"),
+            )
+        }
+    };
+    let count = events.len();
+    if count == 0 {
+        return (StatusCode::OK, json!({ "accepted": 0 }));
+    }
+    let (ack, waiter) = Ack::new();
+    match shared
+        .out
+        .try_send(Batch::new(events, ack), shared.settings.queue_timeout)
+        .await
+    {
+        Ok(()) => {}
+        Err((reason, batch)) => {
+            batch.ack.complete();
+            shared.metrics.errors("pipeline_full").inc();
+            let message = match reason {
+                SendError::Full => "the pipeline is full; retry later",
+                SendError::Closed => "sediment is shutting down; retry later",
+            };
+            return error(StatusCode::SERVICE_UNAVAILABLE, message);
+        }
+    }
+    shared.metrics.received_events.inc_by(count as u64);
+    shared.metrics.received_bytes.inc_by(received_bytes);
+    if waiter.delivered().await {
+        shared.metrics.sent_events.inc_by(count as u64);
+        (StatusCode::OK, json!({ "accepted": count }))
+    } else {
+        shared.metrics.errors("not_durable").inc();
+        tracing::warn!(source = %shared.id, events = count, "a request could not be made durable; the sender was asked to retry");
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the events could not be stored durably; retry later",
+        )
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+fn request_meta(
+    shared: &Shared,
+    peer: SocketAddr,
+    query: Vec<(String, String)>,
+    headers: &HeaderMap,
+) -> Value {
+    let mut meta = Map::new();
+    meta.insert("source".into(), Value::String(shared.id.clone()));
+    meta.insert("source_type".into(), Value::String("http".into()));
+    meta.insert(
+        "received_at".into(),
+        Value::String(format_time_ms(now_ms())),
+    );
+    meta.insert("remote_addr".into(), Value::String(peer.to_string()));
+    if !query.is_empty() {
+        let q: Map<String, Value> = query
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        meta.insert("query".into(), Value::Object(q));
+    }
+    let kept: Map<String, Value> = shared
+        .settings
+        .headers
+        .iter()
+        .filter_map(|name| {
+            headers
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .map(|v| (name.clone(), Value::String(v.to_owned())))
+        })
+        .collect();
+    if !kept.is_empty() {
+        meta.insert("headers".into(), Value::Object(kept));
+    }
+    Value::Object(meta)
+}
+
+fn authorized(auth: Option<&AuthOptions>, headers: &HeaderMap) -> bool {
+    let Some(auth) = auth else { return true };
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    match auth {
+        AuthOptions::Bearer { tokens } => {
+            scheme.eq_ignore_ascii_case("bearer")
+                && tokens.iter().any(|t| {
+                    constant_time_eq::constant_time_eq(t.as_bytes(), credentials.trim().as_bytes())
+                })
+        }
+        AuthOptions::Basic { username, password } => {
+            let expected = format!("{username}:{password}");
+            scheme.eq_ignore_ascii_case("basic")
+                && base64::engine::general_purpose::STANDARD
+                    .decode(credentials.trim())
+                    .is_ok_and(|given| {
+                        constant_time_eq::constant_time_eq(&given, expected.as_bytes())
+                    })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, auth.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn bearer_and_basic_auth() {
+        let bearer = AuthOptions::Bearer {
+            tokens: vec!["t1".into(), "t2".into()],
+        };
+        assert!(authorized(Some(&bearer), &headers("Bearer t2")));
+        assert!(!authorized(Some(&bearer), &headers("Bearer t3")));
+        assert!(!authorized(Some(&bearer), &HeaderMap::new()));
+        let basic = AuthOptions::Basic {
+            username: "u".into(),
+            password: "p".into(),
+        };
+        assert!(authorized(Some(&basic), &headers("Basic dTpw")));
+        assert!(!authorized(Some(&basic), &headers("Basic dTpx")));
+        assert!(!authorized(Some(&basic), &headers("Bearer dTpw")));
+        assert!(authorized(None, &HeaderMap::new()));
+    }
+}
