@@ -23,17 +23,32 @@ pub fn loghub() -> PathBuf {
 
 /// The first `n` lines of a loghub file.
 pub fn loghub_lines(system: &str, n: usize) -> Vec<String> {
-    let text = std::fs::read_to_string(loghub().join(format!("{system}_2k.log"))).expect("loghub sample present");
+    let text = std::fs::read_to_string(loghub().join(format!("{system}_2k.log")))
+        .expect("loghub sample present");
     text.lines().take(n).map(str::to_owned).collect()
 }
 
 /// The ten loghub systems.
-pub const SYSTEMS: &[&str] =
-    &["Android", "Apache", "HDFS", "Hadoop", "HealthApp", "Linux", "OpenSSH", "OpenStack", "Spark", "Zookeeper"];
+pub const SYSTEMS: &[&str] = &[
+    "Android",
+    "Apache",
+    "HDFS",
+    "Hadoop",
+    "HealthApp",
+    "Linux",
+    "OpenSSH",
+    "OpenStack",
+    "Spark",
+    "Zookeeper",
+];
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A sediment process with its own folders.
@@ -69,7 +84,12 @@ sinks:
 
 impl Setup {
     pub fn new(root: &Path) -> Setup {
-        Setup { root: root.to_owned(), topology: default_topology(), extra_env: Vec::new(), stdout: Stdio::null() }
+        Setup {
+            root: root.to_owned(),
+            topology: default_topology(),
+            extra_env: Vec::new(),
+            stdout: Stdio::null(),
+        }
     }
 
     pub fn topology(mut self, yaml: &str) -> Setup {
@@ -87,13 +107,20 @@ impl Setup {
         let http_port = free_port();
         let api_port = free_port();
         let config = self.root.join("pipeline.yaml");
-        let topology = self.topology.replace("{HTTP}", &http_port.to_string()).replace("{ROOT}", &self.root.display().to_string());
+        let topology = self
+            .topology
+            .replace("{HTTP}", &http_port.to_string())
+            .replace("{ROOT}", &self.root.display().to_string());
         let text = format!(
             "data_dir: '{}/data'\nshutdown_timeout: 30s\napi: {{address: '127.0.0.1:{api_port}'}}\n{topology}",
             self.root.display()
         );
         std::fs::write(&config, text).unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("sediment.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join("sediment.log"))
+            .unwrap();
         let child = Command::new(binary())
             .args(["run", "--config"])
             .arg(&config)
@@ -103,7 +130,13 @@ impl Setup {
             .stderr(log)
             .spawn()
             .expect("sediment starts");
-        let mut s = Sediment { child, root: self.root, http_port, api_port, config };
+        let mut s = Sediment {
+            child,
+            root: self.root,
+            http_port,
+            api_port,
+            config,
+        };
         s.wait_healthy();
         s
     }
@@ -116,7 +149,9 @@ impl Sediment {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("sediment exited early with {status}:\n{}", self.log());
             }
-            if get(&format!("http://127.0.0.1:{}/health", self.api_port)).map(|(s, _)| s) == Some(200) {
+            if get(&format!("http://127.0.0.1:{}/health", self.api_port)).map(|(s, _)| s)
+                == Some(200)
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -133,20 +168,34 @@ impl Sediment {
     }
 
     pub fn metrics(&self) -> String {
-        get(&format!("http://127.0.0.1:{}/metrics", self.api_port)).expect("metrics answer").1
+        get(&format!("http://127.0.0.1:{}/metrics", self.api_port))
+            .expect("metrics answer")
+            .1
     }
 
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(mut self) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "sediment exited with {status}:\n{}", self.log());
+                assert!(
+                    status.success(),
+                    "sediment exited with {status}:\n{}",
+                    self.log()
+                );
                 return;
             }
-            assert!(Instant::now() < deadline, "sediment did not stop:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "sediment did not stop:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -160,7 +209,13 @@ impl Sediment {
     /// Peak resident memory so far, in KiB (`VmHWM`).
     pub fn peak_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap()
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 }
 
@@ -172,24 +227,43 @@ impl Drop for Sediment {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into()
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
 }
 
 /// GET → (status, body), or None when the connection failed.
 pub fn get(url: &str) -> Option<(u16, String)> {
     let mut r = agent().get(url).call().ok()?;
-    Some((r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default()))
+    Some((
+        r.status().as_u16(),
+        r.body_mut().read_to_string().unwrap_or_default(),
+    ))
 }
 
 /// POST `body` with headers → (status, body, headers), or Err for a connection failure.
-pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, String, HashMap<String, String>), String> {
+pub fn post(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, String, HashMap<String, String>), String> {
     let mut req = agent().post(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
     let mut r = req.send(body).map_err(|e| e.to_string())?;
-    let h = r.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
-    Ok((r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default(), h))
+    let h = r
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    Ok((
+        r.status().as_u16(),
+        r.body_mut().read_to_string().unwrap_or_default(),
+        h,
+    ))
 }
 
 /// POST NDJSON; returns the status.
@@ -207,7 +281,9 @@ pub fn read_archive(dir: &Path) -> Vec<(String, Vec<Value>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries {
             let p = e.unwrap().path();
             if p.is_dir() {
@@ -215,8 +291,13 @@ pub fn read_archive(dir: &Path) -> Vec<(String, Vec<Value>)> {
             } else {
                 let key = p.strip_prefix(dir).unwrap().display().to_string();
                 let mut text = String::new();
-                flate2::read::MultiGzDecoder::new(std::fs::File::open(&p).unwrap()).read_to_string(&mut text).unwrap();
-                let events = text.lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect();
+                flate2::read::MultiGzDecoder::new(std::fs::File::open(&p).unwrap())
+                    .read_to_string(&mut text)
+                    .unwrap();
+                let events = text
+                    .lines()
+                    .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+                    .collect();
                 out.push((key, events));
             }
         }

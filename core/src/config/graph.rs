@@ -3,12 +3,20 @@
 use std::collections::{HashMap, HashSet};
 
 use super::error::{suggestion, ConfigError};
-use super::{join, ComponentConfig};
+use super::join;
 use crate::component::ComponentKind;
+
+/// A component's place in the topology, known even when its options are invalid.
+#[derive(Debug)]
+pub(super) struct Node {
+    pub kind: ComponentKind,
+    pub id: String,
+    pub inputs: Vec<String>,
+}
 
 /// Checks every component's inputs; pushes errors and returns warnings.
 pub(super) fn check(
-    components: &[ComponentConfig],
+    components: &[Node],
     ids: &HashMap<String, ComponentKind>,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<ConfigError> {
@@ -66,7 +74,7 @@ pub(super) fn check(
 }
 
 /// A cycle among transforms, as ids with the first repeated at the end.
-fn find_cycle(components: &[ComponentConfig]) -> Option<Vec<String>> {
+fn find_cycle(components: &[Node]) -> Option<Vec<String>> {
     let inputs: HashMap<&str, &[String]> = components
         .iter()
         .filter(|c| c.kind == ComponentKind::Transform)

@@ -144,6 +144,7 @@ pub fn from_str(
 
     let mut errors = Vec::new();
     let mut components = Vec::new();
+    let mut nodes = Vec::new();
     let mut seen: HashMap<String, ComponentKind> = HashMap::new();
     for (kind, section) in [
         (ComponentKind::Source, top.sources),
@@ -173,13 +174,15 @@ pub fn from_str(
                 errors.push(ConfigError::new(&path, "component ids may only use letters, digits, `_`, `-` and `.`, and start with a letter or digit"));
                 continue;
             }
-            match parse_component(registry, kind, &id, &path, value) {
+            let (inputs, parsed) = parse_component(registry, kind, &id, &path, value);
+            nodes.push(graph::Node { kind, id, inputs });
+            match parsed {
                 Ok(c) => components.push(c),
                 Err(mut e) => errors.append(&mut e),
             }
         }
     }
-    let warnings = graph::check(&components, &seen, &mut errors);
+    let warnings = graph::check(&nodes, &seen, &mut errors);
     if !errors.is_empty() {
         return Err(fail(errors));
     }
@@ -193,91 +196,97 @@ pub fn from_str(
     })
 }
 
+/// Parses one component; its inputs are returned even when its options are bad,
+/// so the topology checks still cover it.
 fn parse_component(
     registry: &Registry,
     kind: ComponentKind,
     id: &str,
     path: &str,
     value: serde_yaml::Value,
-) -> Result<ComponentConfig, Vec<ConfigError>> {
+) -> (Vec<String>, Result<ComponentConfig, Vec<ConfigError>>) {
     let serde_yaml::Value::Mapping(mut map) = value else {
-        return Err(vec![ConfigError::new(
-            path,
-            "expected a mapping with at least a `type` field",
-        )]);
-    };
-    let known = registry.names(kind);
-    let type_name = match map.remove("type") {
-        Some(serde_yaml::Value::String(t)) => t,
-        Some(_) => {
-            return Err(vec![ConfigError::new(
-                join(path, "type"),
-                "expected a string",
-            )])
-        }
-        None => {
-            return Err(vec![ConfigError::new(
-                path,
-                format!(
-                    "missing field `type` (known {} types: {})",
-                    kind.as_str(),
-                    known.join(", ")
-                ),
-            )])
-        }
-    };
-    let Some(factory) = registry.get(kind, &type_name) else {
-        return Err(vec![ConfigError::new(
-            join(path, "type"),
-            format!(
-                "unknown {} type `{type_name}`{} (known {} types: {})",
-                kind.as_str(),
-                suggestion(&type_name, known.iter().copied()),
-                kind.as_str(),
-                known.join(", ")
-            ),
-        )]);
+        let e = ConfigError::new(path, "expected a mapping with at least a `type` field");
+        return (Vec::new(), Err(vec![e]));
     };
     let mut errors = Vec::new();
     let inputs = if kind == ComponentKind::Source {
         Vec::new()
     } else {
-        match map.remove("inputs") {
+        let needs = |what: &str| format!("a {} needs {what}", kind.as_str());
+        match map
+            .remove("inputs")
+            .map(serde_yaml::from_value::<Vec<String>>)
+        {
             None => {
                 errors.push(ConfigError::new(
                     path,
-                    format!(
-                        "a {} needs `inputs`: the ids of the components it reads from",
-                        kind.as_str()
-                    ),
+                    needs("`inputs`: the ids of the components it reads from"),
                 ));
                 Vec::new()
             }
-            Some(v) => match serde_yaml::from_value::<Vec<String>>(v) {
-                Ok(inputs) if inputs.is_empty() => {
+            Some(Ok(inputs)) => {
+                if inputs.is_empty() {
                     errors.push(ConfigError::new(
                         join(path, "inputs"),
-                        format!("a {} needs at least one input", kind.as_str()),
+                        needs("at least one input"),
                     ));
-                    inputs
                 }
-                Ok(inputs) => inputs,
-                Err(_) => {
-                    errors.push(ConfigError::new(
-                        join(path, "inputs"),
-                        "expected a list of component ids",
-                    ));
-                    Vec::new()
-                }
-            },
+                inputs
+            }
+            Some(Err(_)) => {
+                errors.push(ConfigError::new(
+                    join(path, "inputs"),
+                    "expected a list of component ids",
+                ));
+                Vec::new()
+            }
         }
+    };
+    let parsed = parse_options(registry, kind, id, path, map, inputs.clone(), errors);
+    (inputs, parsed)
+}
+
+/// Parses `type` and the component's own options.
+fn parse_options(
+    registry: &Registry,
+    kind: ComponentKind,
+    id: &str,
+    path: &str,
+    mut map: serde_yaml::Mapping,
+    inputs: Vec<String>,
+    mut errors: Vec<ConfigError>,
+) -> Result<ComponentConfig, Vec<ConfigError>> {
+    let known = registry.names(kind);
+    let known_list = format!("known {} types: {}", kind.as_str(), known.join(", "));
+    let type_name = match map.remove("type") {
+        Some(serde_yaml::Value::String(t)) => t,
+        Some(_) => {
+            errors.push(ConfigError::new(join(path, "type"), "expected a string"));
+            return Err(errors);
+        }
+        None => {
+            errors.push(ConfigError::new(
+                path,
+                format!("missing field `type` ({known_list})"),
+            ));
+            return Err(errors);
+        }
+    };
+    let Some(factory) = registry.get(kind, &type_name) else {
+        let hint = suggestion(&type_name, known.iter().copied());
+        let message = format!(
+            "unknown {} type `{type_name}`{hint} ({known_list})",
+            kind.as_str()
+        );
+        errors.push(ConfigError::new(join(path, "type"), message));
+        return Err(errors);
     };
     let cx = ParseContext {
         id: id.to_owned(),
         path: path.to_owned(),
     };
-    let validated = (factory.parse)(&cx, serde_yaml::Value::Mapping(map));
-    match validated {
+    match (factory.parse)(&cx, serde_yaml::Value::Mapping(map)) {
         Ok(validated) if errors.is_empty() => Ok(ComponentConfig {
             id: id.to_owned(),
             kind,
