@@ -159,6 +159,76 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::file_store::FileStore;
+    use crate::archive::member;
+    use crate::archive::naming::DEFAULT_KEY_TEMPLATE;
+    use sediment_core::metrics::ComponentMetrics;
+
+    const HOUR: i64 = 1_763_780_400;
+
+    fn segment(dir: &std::path::Path, name: &str, text: &str) -> SealedSegment {
+        let id = uuid::Uuid::now_v7();
+        let mut bytes = member::encode_head(*id.as_bytes());
+        bytes.extend(member::encode_data(text.as_bytes(), 6));
+        let path = dir.join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        SealedSegment {
+            path,
+            hour: HOUR,
+            id,
+            size: bytes.len() as u64,
+        }
+    }
+
+    /// sediment died after uploading a segment but before deleting it: the restart
+    /// finds its own object (here at part 1, behind another writer's part 0) and
+    /// neither uploads it again nor takes a new part.
+    #[tokio::test]
+    async fn a_segment_uploaded_before_a_crash_is_not_written_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FileStore::new(dir.path().join("archive")));
+        let template = KeyTemplate::new(DEFAULT_KEY_TEMPLATE, "acme").unwrap();
+        let other = segment(
+            dir.path(),
+            "other.sealed",
+            "{\"from\":\"another replica\"}\n",
+        );
+        let ours = segment(dir.path(), "ours.sealed", "{\"from\":\"us\"}\n");
+        let put = |s: &SealedSegment, part| {
+            let (store, key, s) = (store.clone(), template.render(HOUR, part), s.clone());
+            async move {
+                store
+                    .put_if_absent(&key, &s.path, &s.id.hyphenated().to_string())
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(put(&other, 0).await, PutOutcome::Created);
+        assert_eq!(put(&ours, 1).await, PutOutcome::Created);
+
+        let metrics = ComponentMetrics::new("crash_window", "sink", "file").archive();
+        let mut uploader = Uploader::new(
+            "crash_window".into(),
+            store.clone(),
+            template.clone(),
+            metrics.clone(),
+        );
+        uploader.finalise(ours.clone()).await;
+        assert_eq!(metrics.objects_already_present.get(), 1);
+        assert_eq!(metrics.objects_created.get(), 0);
+        assert!(!ours.path.exists(), "the staged copy is cleaned up");
+        assert_eq!(store.list("").await.unwrap().len(), 2, "no third object");
+
+        // A fresh segment of the same hour takes the next free part.
+        let fresh = segment(dir.path(), "fresh.sealed", "{\"n\":3}\n");
+        uploader.finalise(fresh).await;
+        assert_eq!(metrics.objects_created.get(), 1);
+        assert!(store
+            .head(&template.render(HOUR, 2))
+            .await
+            .unwrap()
+            .is_some());
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
