@@ -13,7 +13,14 @@ fn bodies(events_per_body: usize) -> Vec<Vec<u8>> {
     for entry in std::fs::read_dir(&dir).expect("loghub samples") {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "log") {
-            let app = path.file_stem().unwrap().to_string_lossy().split('_').next().unwrap().to_lowercase();
+            let app = path
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .split('_')
+                .next()
+                .unwrap()
+                .to_lowercase();
             for line in std::fs::read_to_string(&path).unwrap().lines() {
                 lines.push((app.clone(), line.to_owned()));
             }
@@ -49,18 +56,36 @@ fn main() {
     let per_body: usize = args[4].parse().unwrap();
     let bodies = Arc::new(bodies(per_body));
     let stop = Arc::new(AtomicBool::new(false));
-    let (events, bytes, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (events, bytes, refused) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
     let started = Instant::now();
     let threads: Vec<_> = (0..connections)
         .map(|c| {
-            let (url, bodies, stop, events, bytes, refused) = (url.clone(), bodies.clone(), stop.clone(), events.clone(), bytes.clone(), refused.clone());
+            let (url, bodies, stop, events, bytes, refused) = (
+                url.clone(),
+                bodies.clone(),
+                stop.clone(),
+                events.clone(),
+                bytes.clone(),
+                refused.clone(),
+            );
             std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
                 let mut i = c;
                 while !stop.load(Ordering::Relaxed) {
                     let body = &bodies[i % bodies.len()];
                     i += connections;
-                    match agent.post(&url).header("content-type", "application/x-ndjson").send(&body[..]) {
+                    match agent
+                        .post(&url)
+                        .header("content-type", "application/x-ndjson")
+                        .send(&body[..])
+                    {
                         Ok(mut r) if r.status() == 200 => {
                             let _ = r.body_mut().read_to_string();
                             events.fetch_add(per_body as u64, Ordering::Relaxed);
