@@ -83,3 +83,68 @@ fn deliver(mut permits: Vec<mpsc::Permit<'_, Batch>>, batch: Batch) {
     }
     last.send(batch);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::Ack;
+    use crate::event::Event;
+    use serde_json::json;
+
+    fn batch(n: usize) -> (Batch, crate::ack::AckWaiter) {
+        let events = (0..n)
+            .map(|i| {
+                Event::stamp(
+                    json!({"i": i}).as_object().unwrap().clone(),
+                    &[],
+                    0,
+                    &json!({}),
+                )
+            })
+            .collect();
+        let (ack, waiter) = Ack::new();
+        (Batch::new(events, ack), waiter)
+    }
+
+    #[tokio::test]
+    async fn fan_out_copies_and_acknowledges_only_when_every_consumer_is_done() {
+        let (tx1, mut rx1) = mpsc::channel(1);
+        let (tx2, mut rx2) = mpsc::channel(1);
+        let out = Output::new(vec![tx1, tx2]);
+        let (b, waiter) = batch(3);
+        out.send(b).await.unwrap();
+        let (first, second) = (rx1.recv().await.unwrap(), rx2.recv().await.unwrap());
+        assert_eq!(first.events, second.events, "each consumer gets a copy");
+        first.ack.complete();
+        let waiting = tokio::spawn(waiter.delivered());
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "one consumer is still working");
+        second.ack.complete();
+        assert!(waiting.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn try_send_is_all_or_nothing() {
+        let (tx1, mut rx1) = mpsc::channel(1);
+        let (tx2, _rx2) = mpsc::channel(1);
+        let out = Output::new(vec![tx1, tx2.clone()]);
+        let (filler, _) = batch(1);
+        tx2.send(filler).await.unwrap(); // the second consumer is full
+        let (b, waiter) = batch(2);
+        let (reason, back) = out
+            .try_send(b, Duration::from_millis(20))
+            .await
+            .unwrap_err();
+        assert_eq!(reason, SendError::Full);
+        assert!(
+            rx1.try_recv().is_err(),
+            "the free consumer got nothing either"
+        );
+        assert_eq!(back.len(), 2, "the batch comes back to the caller");
+        drop(back);
+        assert!(
+            !waiter.delivered().await,
+            "a batch handed back unhandled is not delivered"
+        );
+    }
+}

@@ -13,3 +13,6 @@ pub mod writer;
 pub use config::{parse_archive_sink, ArchiveSettings};
 pub use storage::{ObjectInfo, ObjectStore, PutOutcome, StorageError};
 pub use writer::ArchiveSink;
+
+#[cfg(test)]
+mod tests;
