@@ -141,3 +141,88 @@ async fn watch_signals(stop: CancellationToken, health: api::Health) {
     tracing::warn!("second signal: exiting now; staged data will be uploaded at the next start");
     std::process::exit(1);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sediment_core::component::ComponentKind;
+
+    /// Every registered component type with every one of its options set. A new
+    /// component type must be added here, or `every_type_is_covered` fails.
+    const EVERY_OPTION: &str = r#"
+data_dir: /var/lib/sediment
+shutdown_timeout: 90s
+api: {enabled: true, address: "127.0.0.1:9598"}
+sources:
+  http_in:
+    type: http
+    address: "127.0.0.1:8080"
+    path: /ingest
+    max_body_size: 4MiB
+    max_in_flight: 8
+    queue_timeout: 250ms
+    auth: {strategy: basic, username: u, password: "${PASSWORD:-p}"}
+    headers: [X-Request-Id]
+    timestamp_fields: [ts]
+transforms:
+  hourly: {type: hour_partition, inputs: [http_in], late_after: 15m}
+sinks:
+  archive:
+    type: file
+    inputs: [hourly]
+    path: /srv/archive
+    account_id: acme
+    key_template: "dt=%Y-%m-%d/hour=%H/{account_id}{part}.json.gz"
+    compression_level: 9
+    max_object_size: 100MB
+    late_flush_interval: 1m
+  debug: {type: console, inputs: [http_in]}
+"#;
+
+    fn load(text: &str) -> Config {
+        config::from_str(
+            text,
+            std::path::Path::new("every.yaml"),
+            &registry(),
+            |_| None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn every_option_of_every_type_validates() {
+        let config = load(EVERY_OPTION);
+        assert_eq!(config.shutdown_timeout, std::time::Duration::from_secs(90));
+        assert_eq!(config.components.len(), 4);
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn every_type_is_covered() {
+        let config = load(EVERY_OPTION);
+        let registry = registry();
+        for kind in [
+            ComponentKind::Source,
+            ComponentKind::Transform,
+            ComponentKind::Sink,
+        ] {
+            for name in registry.names(kind) {
+                assert!(
+                    config
+                        .components
+                        .iter()
+                        .any(|c| c.kind == kind && c.type_name == name),
+                    "{} type `{name}` has no example in EVERY_OPTION",
+                    kind.as_str()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_pipeline_validates() {
+        let text = include_str!("../pipeline.yaml");
+        let config = load(text);
+        assert!(config.warnings.is_empty());
+    }
+}

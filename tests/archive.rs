@@ -77,7 +77,16 @@ fn loghub_lines_land_once_each_in_their_hour() {
     .unwrap();
     assert_eq!((status, body.as_str()), (200, r#"{"accepted":1}"#));
     let metrics = sediment.metrics();
-    assert!(metrics.contains(&format!("sediment_component_received_events_total{{component_id=\"http_in\",component_kind=\"source\",component_type=\"http\"}} {}", events.len() + 1)), "{metrics}");
+    let n = events.len() as u64 + 1;
+    assert_component_metrics(&metrics, "http_in", "source", "http", n, n);
+    assert_component_metrics(&metrics, "hourly", "transform", "hour_partition", n, n);
+    assert_component_metrics(&metrics, "archive", "sink", "file", n, n);
+    let labels =
+        r#"code="200",component_id="http_in",component_kind="source",component_type="http""#;
+    assert_eq!(
+        metric(&metrics, "sediment_http_requests_total", labels),
+        Some(events.chunks(500).count() as u64 + 1)
+    );
     sediment.stop();
 
     let archive = read_archive(&dir.path().join("archive"));

@@ -305,3 +305,35 @@ pub fn read_archive(dir: &Path) -> Vec<(String, Vec<Value>)> {
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
+
+/// The value of one metric sample, by name and exact label set (the exposition sorts labels by name).
+pub fn metric(metrics: &str, name: &str, labels: &str) -> Option<u64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Compliance: a component reports the received and sent event counts it handled.
+pub fn assert_component_metrics(
+    metrics: &str,
+    id: &str,
+    kind: &str,
+    type_name: &str,
+    received: u64,
+    sent: u64,
+) {
+    let labels =
+        format!("component_id=\"{id}\",component_kind=\"{kind}\",component_type=\"{type_name}\"");
+    for (name, expected) in [
+        ("sediment_component_received_events_total", received),
+        ("sediment_component_sent_events_total", sent),
+    ] {
+        assert_eq!(
+            metric(metrics, name, &labels),
+            Some(expected),
+            "{name}{{{labels}}}"
+        );
+    }
+}
