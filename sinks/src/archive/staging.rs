@@ -40,6 +40,13 @@ pub struct SealedSegment {
     pub size: u64,
 }
 
+impl SealedSegment {
+    /// Bytes of its data members: what `sediment_archive_staged_bytes` counts.
+    pub fn data_bytes(&self) -> u64 {
+        self.size.saturating_sub(member::head_len())
+    }
+}
+
 #[derive(Debug)]
 struct OpenSegment {
     path: PathBuf,
@@ -150,9 +157,12 @@ impl Staging {
         self.open.len()
     }
 
-    /// Bytes in open segments.
+    /// Event bytes (data members, not head members) in open segments.
     pub fn open_bytes(&self) -> u64 {
-        self.open.values().map(|s| s.len).sum()
+        self.open
+            .values()
+            .map(|s| s.len.saturating_sub(member::head_len()))
+            .sum()
     }
 
     /// Appends every member and makes them durable together (one fsync per touched

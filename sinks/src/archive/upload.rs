@@ -88,7 +88,7 @@ impl Uploader {
                     if let Ok(Err(e)) | Err(e) = removed.map_err(std::io::Error::other) {
                         tracing::warn!(sink = %self.sink, segment = %segment.path.display(), error = %e, "cannot delete an archived staging segment; the next start will find its object and delete it");
                     }
-                    self.metrics.staged_bytes.sub(segment.size as i64);
+                    self.metrics.staged_bytes.sub(segment.data_bytes() as i64);
                     return;
                 }
                 Err(e) => {

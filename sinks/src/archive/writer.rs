@@ -67,9 +67,10 @@ impl ArchiveSink {
             )
         })?;
         let metrics = cx.metrics.archive();
-        metrics
-            .staged_bytes
-            .set((staging.open_bytes() + recovered.iter().map(|s| s.size).sum::<u64>()) as i64);
+        metrics.staged_bytes.set(
+            (staging.open_bytes() + recovered.iter().map(SealedSegment::data_bytes).sum::<u64>())
+                as i64,
+        );
         metrics.open_partitions.set(staging.open_count() as i64);
         if !recovered.is_empty() || staging.open_count() > 0 {
             tracing::info!(sink = %cx.id, sealed = recovered.len(), open = staging.open_count(), "recovered staged data from a previous run");
