@@ -165,7 +165,13 @@ sources:
     headers: [X-Request-Id]
     timestamp_fields: [ts]
 transforms:
-  hourly: {type: hour_partition, inputs: [http_in], late_after: 15m}
+  drop_noise:
+    type: exclude
+    inputs: [http_in]
+    rules:
+      - {name: health, query: 'app:healthcheck OR "GET /health"'}
+      - {name: debug, query: 'level:debug AND NOT app:payments', enabled: false}
+  hourly: {type: hour_partition, inputs: [drop_noise], late_after: 15m}
 sinks:
   archive:
     type: file
@@ -193,7 +199,7 @@ sinks:
     fn every_option_of_every_type_validates() {
         let config = load(EVERY_OPTION);
         assert_eq!(config.shutdown_timeout, std::time::Duration::from_secs(90));
-        assert_eq!(config.components.len(), 4);
+        assert_eq!(config.components.len(), 5);
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     }
 
