@@ -109,6 +109,14 @@ pub trait Transform: Send {
 pub trait ValidatedSink: Send + Sync + std::fmt::Debug {
     /// Opens storage, recovers staged state; errors here stop start-up.
     async fn build(self: Box<Self>, cx: &BuildContext) -> anyhow::Result<Box<dyn Sink>>;
+
+    /// The archive storage this sink writes to, for `check-storage` and `restore`;
+    /// `None` for sinks that do not archive.
+    async fn open_store(
+        &self,
+    ) -> Option<anyhow::Result<std::sync::Arc<dyn crate::storage::ObjectStore>>> {
+        None
+    }
 }
 
 /// A running sink.

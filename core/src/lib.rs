@@ -14,6 +14,7 @@
 //! - [`topology`]: channels and tasks for a validated config, and graceful shutdown.
 //! - [`metrics`]: the Prometheus registry and per-component handles.
 //! - [`clock`]: time, injectable for tests.
+//! - [`storage`]: the [`storage::ObjectStore`] trait archive backends implement.
 //!
 //! Design decisions: channels are bounded ([`topology::INPUT_CAPACITY`] batches), so
 //! a slow sink slows its transforms, which makes sources push back; nothing queues
@@ -28,6 +29,7 @@ pub mod config;
 pub mod event;
 pub mod metrics;
 pub mod output;
+pub mod storage;
 pub mod topology;
 
 pub use ack::{Ack, AckWaiter};

@@ -11,7 +11,7 @@ use sediment_core::config::{join, ConfigError};
 use serde::Deserialize;
 
 use crate::archive::file_store::FileStore;
-use crate::archive::{parse_archive_sink, ArchiveSettings, ArchiveSink};
+use crate::archive::{parse_archive_sink, ArchiveSettings, ArchiveSink, ObjectStore};
 
 /// `type: file` options besides the shared archive options.
 #[derive(Debug, Deserialize)]
@@ -61,5 +61,9 @@ impl ValidatedSink for FileSink {
         })?;
         let store = Arc::new(FileStore::new(self.path));
         Ok(Box::new(ArchiveSink::new(cx, self.settings, store)?))
+    }
+
+    async fn open_store(&self) -> Option<anyhow::Result<Arc<dyn ObjectStore>>> {
+        Some(Ok(Arc::new(FileStore::new(self.path.clone()))))
     }
 }

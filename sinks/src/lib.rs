@@ -4,8 +4,8 @@
 //! - [`archive`]: the archive writer every archive sink shares — staging segments of
 //!   gzip members in `data_dir` ([`archive::staging`], [`archive::member`]), group
 //!   commit ([`archive::writer`]), object naming ([`archive::naming`]), idempotent
-//!   uploads with retries ([`archive::upload`]) — and the narrow
-//!   [`archive::ObjectStore`] trait a storage backend implements.
+//!   uploads with retries ([`archive::upload`]). A storage backend implements
+//!   the narrow [`archive::ObjectStore`] trait (defined in core).
 //! - [`file`]: `type: file`, the archive in a local folder.
 //! - [`console`]: `type: console`, NDJSON to stdout.
 //!

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use super::member::{self, MemberKind};
-use super::storage::{ObjectInfo, ObjectStore, PutOutcome, StorageError};
+use sediment_core::storage::{ObjectInfo, ObjectStore, PutOutcome, StorageError};
 
 /// Objects as files below `root`.
 #[derive(Debug, Clone)]

@@ -1,4 +1,5 @@
-//! The archive writer shared by every archive sink, and its storage trait.
+//! The archive writer shared by every archive sink; backends implement
+//! [`sediment_core::storage::ObjectStore`] (re-exported here).
 
 pub mod compress;
 pub mod config;
@@ -6,12 +7,11 @@ pub mod file_store;
 pub mod member;
 pub mod naming;
 pub mod staging;
-pub mod storage;
 pub mod upload;
 pub mod writer;
 
 pub use config::{parse_archive_sink, ArchiveSettings};
-pub use storage::{ObjectInfo, ObjectStore, PutOutcome, StorageError};
+pub use sediment_core::storage::{ObjectInfo, ObjectStore, PutOutcome, StorageError};
 pub use writer::ArchiveSink;
 
 #[cfg(test)]

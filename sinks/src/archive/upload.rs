@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::naming::KeyTemplate;
 use super::staging::SealedSegment;
-use super::storage::{ObjectStore, PutOutcome, StorageError};
+use sediment_core::storage::{ObjectStore, PutOutcome, StorageError};
 
 /// Uploads sealed segments one after another, in the order they were sealed.
 #[derive(Debug)]

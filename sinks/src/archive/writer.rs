@@ -25,8 +25,8 @@ use tokio::task::JoinHandle;
 use super::compress::{compress, Compressed};
 use super::config::ArchiveSettings;
 use super::staging::{Append, SealedSegment, Staging};
-use super::storage::ObjectStore;
 use super::upload::Uploader;
+use sediment_core::storage::ObjectStore;
 
 /// Batches compressed at once.
 pub const COMPRESSORS: usize = 2;

@@ -1,7 +1,9 @@
-//! The narrow trait every storage backend implements.
+//! The narrow trait every archive storage backend implements.
 //!
 //! A backend only stores and finds objects; batching, naming, compression and
-//! retries live once, in the archive writer.
+//! retries live once, in the archive writer (`sediment-sinks`). The trait lives in
+//! core so that commands outside the data path (`check-storage`, `restore`) can
+//! reach a sink's storage through [`crate::component::ValidatedSink::open_store`].
 
 use std::path::Path;
 
