@@ -164,10 +164,20 @@ sources:
     auth: {strategy: basic, username: u, password: "${PASSWORD:-p}"}
     headers: [X-Request-Id]
     timestamp_fields: [ts]
+  syslog_in:
+    type: syslog
+    mode: tcp
+    address: "127.0.0.1:5514"
+    max_message_size: 128KiB
+    connection_limit: 100
+    keepalive: 60s
+    receive_buffer_bytes: 4MiB
+    permit_origin: [10.0.0.0/8, 192.0.2.7]
+    timezone: "+02:00"
 transforms:
   drop_noise:
     type: exclude
-    inputs: [http_in]
+    inputs: [http_in, syslog_in]
     rules:
       - {name: health, query: 'app:healthcheck OR "GET /health"'}
       - {name: debug, query: 'level:debug AND NOT app:payments', enabled: false}
@@ -199,7 +209,7 @@ sinks:
     fn every_option_of_every_type_validates() {
         let config = load(EVERY_OPTION);
         assert_eq!(config.shutdown_timeout, std::time::Duration::from_secs(90));
-        assert_eq!(config.components.len(), 5);
+        assert_eq!(config.components.len(), 6);
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     }
 

@@ -1,0 +1,284 @@
+//! TCP and TLS: accepting connections, and reading framed messages from each.
+//!
+//! Each connection is one task that reads into a bounded buffer, frames and
+//! parses what it read (bounded work per read: at most [`READ_BUFFER`] bytes), and
+//! sends its batch with [`Pending::send`], which waits for room: the socket is not
+//! read meanwhile, so a slow pipeline slows the sender through TCP flow control.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use sediment_core::component::{BuildContext, Source};
+use sediment_core::event::format_time_ms;
+use sediment_core::output::SendError;
+use sediment_core::Output;
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use super::framing::Framer;
+use super::pending::{Pending, Shared};
+use super::record::{Arrival, Origin};
+use super::SyslogSettings;
+
+/// Bytes read from a connection at once.
+pub const READ_BUFFER: usize = 64 << 10;
+/// How long a TLS client may take to complete its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after a failed `accept` (e.g. out of file descriptors) before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A bound TCP or TLS syslog source.
+pub struct TcpSource {
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+}
+
+impl TcpSource {
+    /// Binds the listen address.
+    pub fn bind(settings: SyslogSettings, cx: &BuildContext) -> anyhow::Result<TcpSource> {
+        let address = settings.address;
+        let listener = listen(address, settings.receive_buffer_bytes)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
+        let source = TcpSource {
+            listener,
+            acceptor: settings.tls.clone().map(TlsAcceptor::from),
+            shared: Arc::new(Shared::new(settings, cx)),
+        };
+        tracing::info!(source = %cx.id, address = %source.local_addr()?, mode = ?source.shared.settings.mode, "syslog source listening");
+        Ok(source)
+    }
+
+    /// The address it listens on (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+fn listen(address: SocketAddr, receive_buffer: Option<usize>) -> io::Result<TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if let Some(size) = receive_buffer {
+        // Set on the listener so that accepted sockets inherit it (and the TCP window scale fits).
+        socket.set_recv_buffer_size(size)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+#[async_trait]
+impl Source for TcpSource {
+    async fn run(self: Box<Self>, out: Output, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let TcpSource {
+            listener,
+            acceptor,
+            shared,
+        } = *self;
+        let permits = Arc::new(Semaphore::new(shared.settings.connection_limit));
+        let mut connections = JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(done) = connections.join_next(), if !connections.is_empty() => {
+                    if let Err(e) = done {
+                        tracing::error!(source = %shared.id, error = %e, "a syslog connection task failed");
+                    }
+                    continue;
+                }
+                accepted = accept(&listener, &permits) => accepted,
+            };
+            let (stream, peer, permit) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(source = %shared.id, error = %e, "cannot accept a connection; retrying");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            if !shared.settings.permits(peer.ip()) {
+                shared.counters.origin_refused.inc();
+                tracing::debug!(source = %shared.id, peer = %peer, "connection refused: not in permit_origin");
+                continue;
+            }
+            if let Some(idle) = shared.settings.keepalive {
+                let keepalive = TcpKeepalive::new().with_time(idle).with_interval(idle);
+                if let Err(e) = SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+                    tracing::debug!(source = %shared.id, peer = %peer, error = %e, "cannot enable TCP keepalive");
+                }
+            }
+            let (shared, out, shutdown, acceptor) = (
+                shared.clone(),
+                out.clone(),
+                shutdown.clone(),
+                acceptor.clone(),
+            );
+            connections.spawn(async move {
+                let _permit = permit;
+                connection(stream, peer, acceptor, &shared, &out, &shutdown).await;
+            });
+        }
+        // Stop accepting; every connection flushes its batch and ends.
+        drop(listener);
+        while let Some(done) = connections.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(source = %shared.id, error = %e, "a syslog connection task failed");
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn accept(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+) -> io::Result<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    let permit = permits
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the connection semaphore is never closed");
+    let (stream, peer) = listener.accept().await?;
+    Ok((stream, peer, permit))
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: Option<TlsAcceptor>,
+    shared: &Shared,
+    out: &Output,
+    shutdown: &CancellationToken,
+) {
+    let origin = Origin::of(peer);
+    let Some(acceptor) = acceptor else {
+        return read_messages(stream, &origin, shared, out, shutdown).await;
+    };
+    let handshake = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        h = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => h,
+    };
+    match handshake {
+        Ok(Ok(tls)) => read_messages(tls, &origin, shared, out, shutdown).await,
+        Ok(Err(e)) => {
+            shared.counters.tls_handshake.inc();
+            tracing::warn!(source = %shared.id, peer = %peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            shared.counters.tls_handshake.inc();
+            tracing::warn!(source = %shared.id, peer = %peer, timeout = ?TLS_HANDSHAKE_TIMEOUT, "TLS handshake timed out");
+        }
+    }
+}
+
+/// Reads one connection until it ends or the source shuts down, then sends what
+/// it holds, a partial last frame included.
+async fn read_messages<S: AsyncRead + Unpin>(
+    mut stream: S,
+    origin: &Origin,
+    shared: &Shared,
+    out: &Output,
+    shutdown: &CancellationToken,
+) {
+    let mut framer = Framer::new(shared.settings.max_message_size);
+    let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    let mut pending = Pending::default();
+    loop {
+        if buf.capacity() - buf.len() < READ_BUFFER / 4 {
+            buf.reserve(READ_BUFFER);
+        }
+        let deadline = pending.deadline();
+        let read = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => None,
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                if pending.send(out, shared).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            r = stream.read_buf(&mut buf) => Some(r),
+        };
+        let end = match read {
+            None | Some(Ok(0)) => true,
+            Some(Ok(_)) => false,
+            Some(Err(e)) => {
+                shared.counters.read.inc();
+                tracing::debug!(source = %shared.id, peer = %origin.remote_addr, error = %e, "connection ended with an error");
+                true
+            }
+        };
+        let drained = drain(
+            &mut framer,
+            &mut buf,
+            end,
+            origin,
+            shared,
+            &mut pending,
+            out,
+        )
+        .await;
+        if drained.is_err() {
+            return;
+        }
+        if end {
+            break;
+        }
+    }
+    let _ = pending.send(out, shared).await;
+}
+
+/// Frames, parses and batches everything complete in `buf` (everything, at `end`).
+async fn drain(
+    framer: &mut Framer,
+    buf: &mut BytesMut,
+    end: bool,
+    origin: &Origin,
+    shared: &Shared,
+    pending: &mut Pending,
+    out: &Output,
+) -> Result<(), SendError> {
+    let now_ms = shared.clock.now_ms();
+    let received_at = format_time_ms(now_ms);
+    let arrival = Arrival {
+        origin,
+        now_ms,
+        received_at: &received_at,
+    };
+    loop {
+        let frame = if end {
+            framer.decode_eof(buf)
+        } else {
+            framer.decode(buf)
+        };
+        let Some(frame) = frame else {
+            return Ok(());
+        };
+        match shared
+            .builder
+            .build(&frame.bytes, frame.truncated, &arrival)
+        {
+            Some(built) => pending.push(built, frame.bytes.len(), frame.truncated),
+            None if frame.truncated => pending.count_truncated(),
+            None => {}
+        }
+        if pending.is_full() {
+            pending.send(out, shared).await?;
+        }
+    }
+}
