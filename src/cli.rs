@@ -31,6 +31,19 @@ pub enum Command {
     Run(ConfigArgs),
     /// Check the configuration and topology; print `ok` or every error.
     Validate(ConfigArgs),
+    /// Test each archive sink's storage: write, list and read back `sediment-verified`.
+    CheckStorage(CheckStorageArgs),
+}
+
+/// Arguments of `check-storage`.
+#[derive(Debug, Args)]
+pub struct CheckStorageArgs {
+    /// Where the configuration is.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Check only this sink [default: every archive sink]
+    #[arg(long, value_name = "ID")]
+    pub sink: Option<String>,
 }
 
 /// Where the configuration is.

@@ -2,6 +2,7 @@
 //! Everything else lives in the library crates (see the README's Layout).
 
 mod api;
+mod check_storage;
 mod cli;
 
 use std::process::ExitCode;
@@ -17,34 +18,37 @@ use tokio_util::sync::CancellationToken;
 
 use cli::{Cli, Command, LogFormat};
 
+/// jemalloc: events are parsed on one thread and freed on another, which glibc's
+/// arenas handle poorly (a quarter of the CPU in malloc/free, futex contention).
+/// Two arenas and prompt purging keep peak RSS bounded (see README, Performance).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's build-time options, read at start-up; `_RJEM_MALLOC_CONF` still overrides.
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8; 47] = b"narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 fn main() -> ExitCode {
-    limit_malloc_arenas();
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     let command = cli.command.unwrap_or(Command::Run(cli.run));
     let result = match command {
         Command::Validate(args) => validate(&args.config_path()),
         Command::Run(args) => run(&args.config_path()),
+        Command::CheckStorage(args) => {
+            match check_storage::check_storage(&args.config.config_path(), args.sink.as_deref()) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(anyhow::anyhow!("a storage check failed")),
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// glibc gives each thread that allocates its own arena and keeps freed memory in
-/// it; events are parsed on one thread and freed on another, so arenas fill with
-/// idle memory. Two arenas halved peak RSS in `scripts/bench` at the same CPU cost
-/// (see README, Performance). `MALLOC_ARENA_MAX` in the environment still wins.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
 }
@@ -193,6 +197,56 @@ sinks:
     max_object_size: 100MB
     late_flush_interval: 1m
   debug: {type: console, inputs: [http_in]}
+  s3_archive:
+    type: s3
+    inputs: [hourly]
+    bucket: acme-logs
+    prefix: sediment/
+    region: eu-west-1
+    endpoint: "https://s3.eu-west-1.amazonaws.com"
+    force_path_style: false
+    access_key_id: "${AWS_ACCESS_KEY_ID:-AKIDEXAMPLE}"
+    secret_access_key: "${AWS_SECRET_ACCESS_KEY:-secret}"
+    session_token: "${AWS_SESSION_TOKEN:-token}"
+    assume_role: "arn:aws:iam::123456789012:role/sediment"
+    external_id: acme
+    server_side_encryption: "aws:kms"
+    kms_key_id: "arn:aws:kms:eu-west-1:123456789012:key/example"
+    storage_class: STANDARD_IA
+    part_size: 32MiB
+    account_id: acme
+  gcs_archive:
+    type: gcs
+    inputs: [hourly]
+    bucket: acme-logs
+    prefix: sediment/
+    endpoint: "https://storage.googleapis.com"
+    storage_class: NEARLINE
+    credentials_path: /etc/sediment/gcs-key.json
+    anonymous: false
+    chunk_size: 16MiB
+    account_id: acme
+  azure_archive:
+    type: azure_blob
+    inputs: [hourly]
+    container: acme-logs
+    prefix: sediment/
+    account: acmelogs
+    endpoint: "https://acmelogs.blob.core.windows.net"
+    account_key: "${AZURE_STORAGE_KEY:-a2V5}"
+    block_size: 16MiB
+    account_id: acme
+  azure_sas:
+    type: azure_blob
+    inputs: [hourly]
+    container: acme-logs
+    account: acmelogs
+    sas_token: "${AZURE_SAS:-sv=2024-01-01&sig=x}"
+  azure_connection:
+    type: azure_blob
+    inputs: [hourly]
+    container: acme-logs
+    connection_string: "${AZURE_STORAGE_CONNECTION_STRING:-AccountName=acmelogs;AccountKey=a2V5}"
 "#;
 
     fn load(text: &str) -> Config {
@@ -209,7 +263,7 @@ sinks:
     fn every_option_of_every_type_validates() {
         let config = load(EVERY_OPTION);
         assert_eq!(config.shutdown_timeout, std::time::Duration::from_secs(90));
-        assert_eq!(config.components.len(), 6);
+        assert_eq!(config.components.len(), 11);
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     }
 

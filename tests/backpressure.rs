@@ -24,6 +24,9 @@ sinks:
   out: {type: console, inputs: [http_in]}
 ";
 
+/// First seq of a request, its status, and its Retry-After header.
+type Outcome = (u64, u16, Option<String>);
+
 #[test]
 fn a_stalled_sink_pushes_back_with_503_and_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
@@ -34,7 +37,7 @@ fn a_stalled_sink_pushes_back_with_503_and_bounded_memory() {
     let mut stdout = sediment.child.stdout.take().unwrap();
     let lines = loghub_lines("Hadoop", 2000);
     let stop = Arc::new(AtomicBool::new(false));
-    let outcomes: Arc<Mutex<Vec<(u64, u16, Option<String>)>>> = Arc::default();
+    let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
     let clients: Vec<_> = (0..16u64)
         .map(|c| {
             let (url, stop, outcomes, lines) = (sediment.url("/"), stop.clone(), outcomes.clone(), lines.clone());

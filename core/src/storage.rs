@@ -61,4 +61,8 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
 
     /// The whole content of `key`.
     async fn get(&self, key: &str) -> Result<Vec<u8>, StorageError>;
+
+    /// Deletes `key`; an absent key is not an error. Only `check-storage` calls it,
+    /// for its own verification object: archive objects are never deleted.
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
 }

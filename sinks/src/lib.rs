@@ -7,6 +7,12 @@
 //!   uploads with retries ([`archive::upload`]). A storage backend implements
 //!   the narrow [`archive::ObjectStore`] trait (defined in core).
 //! - [`file`]: `type: file`, the archive in a local folder.
+//! - [`s3`]: `type: s3`, the archive in an S3 bucket (`aws-sdk-s3`); multipart
+//!   uploads above `part_size`, conditional create with `If-None-Match: *`.
+//! - [`gcs`]: `type: gcs`, the archive in a Google Cloud Storage bucket
+//!   (`gcloud-storage`, JSON API); resumable uploads with `ifGenerationMatch=0`.
+//! - [`azure_blob`]: `type: azure_blob`, the archive in an Azure Blob container
+//!   (`azure_storage_blobs` 0.21); block lists above `block_size`, `If-None-Match: *`.
 //! - [`console`]: `type: console`, NDJSON to stdout.
 //!
 //! Design decisions: an acknowledgement completes only after its events are
@@ -15,10 +21,19 @@
 #![warn(missing_docs)]
 
 pub mod archive;
+pub mod azure_blob;
 pub mod console;
 pub mod file;
+pub mod gcs;
+pub mod s3;
 
 /// Every sink type of this crate.
 pub fn factories() -> Vec<sediment_core::component::Factory> {
-    vec![file::factory(), console::factory()]
+    vec![
+        file::factory(),
+        s3::factory(),
+        gcs::factory(),
+        azure_blob::factory(),
+        console::factory(),
+    ]
 }

@@ -167,6 +167,15 @@ impl ObjectStore for FileStore {
         let path = self.path(key);
         blocking(move || fs::read(&path).map_err(|e| io_error("read", &path, e))).await
     }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let path = self.path(key);
+        blocking(move || match fs::remove_file(&path) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(io_error("delete", &path, e)),
+            _ => Ok(()),
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,430 @@
+//! [`S3Store`]: the five [`ObjectStore`] operations over `aws-sdk-s3`.
+//!
+//! - Create-if-absent is `If-None-Match: *`: on `PutObject` for objects up to
+//!   `part_size`, on `CompleteMultipartUpload` for larger ones (S3 checks the
+//!   condition when the upload completes; a `412` aborts the upload and answers
+//!   [`PutOutcome::AlreadyExists`]). Parts are streamed from the staging file at
+//!   their offset, one at a time, so memory stays at about one part's buffers.
+//! - The segment id travels as `x-amz-meta-sediment-segment-id`; `head` returns it.
+//! - Errors are classified for the uploader's retry policy: timeouts, connection
+//!   failures, 5xx and throttling are transient; denied access, a missing bucket
+//!   or bad keys are permanent, with one sentence naming the sink, bucket and the
+//!   permission that failed.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
+};
+use aws_sdk_s3::Client;
+
+use super::S3Settings;
+use sediment_core::storage::{ObjectInfo, ObjectStore, PutOutcome, StorageError};
+
+/// The metadata key (without `x-amz-meta-`) holding the staging segment id.
+pub const SEGMENT_ID_METADATA: &str = "sediment-segment-id";
+
+/// An S3 bucket (and prefix) as an object store.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    s3: S3Settings,
+}
+
+impl S3Store {
+    /// Builds the client: region and credentials from the options, else the default chain.
+    pub async fn connect(s3: S3Settings) -> S3Store {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .read_timeout(Duration::from_secs(60))
+                .build(),
+        );
+        if let Some(region) = &s3.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some((id, secret, token)) = &s3.static_keys {
+            loader = loader.credentials_provider(Credentials::new(
+                id,
+                secret,
+                token.clone(),
+                None,
+                "sediment-config",
+            ));
+        }
+        let mut base = loader.load().await;
+        if base.region().is_none() {
+            base = base
+                .into_builder()
+                .region(Region::from_static("us-east-1"))
+                .build();
+        }
+        if let Some((role, external_id)) = &s3.assume_role {
+            let mut provider = aws_config::sts::AssumeRoleProvider::builder(role)
+                .session_name(format!("sediment-{}", s3.sink))
+                .configure(&base);
+            if let Some(external_id) = external_id {
+                provider = provider.external_id(external_id);
+            }
+            let provider = provider.build().await;
+            base = base
+                .into_builder()
+                .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(provider))
+                .build();
+        }
+        let mut config =
+            aws_sdk_s3::config::Builder::from(&base).force_path_style(s3.force_path_style);
+        if let Some(endpoint) = &s3.endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        S3Store {
+            client: Client::from_conf(config.build()),
+            s3,
+        }
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        format!("{}{key}", self.s3.prefix)
+    }
+
+    fn sse(&self) -> Option<ServerSideEncryption> {
+        self.s3
+            .server_side_encryption
+            .as_deref()
+            .map(ServerSideEncryption::from)
+    }
+
+    fn storage_class(&self) -> Option<StorageClass> {
+        self.s3.storage_class.as_deref().map(StorageClass::from)
+    }
+
+    /// One sentence for a failed call: sink, location, permission, provider code.
+    fn error<E>(&self, permission: &str, e: SdkError<E, HttpResponse>) -> StorageError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        classify(&self.s3.sink, &self.location(), permission, e)
+    }
+
+    async fn put_single(
+        &self,
+        key: &str,
+        source: &Path,
+        segment_id: &str,
+    ) -> Result<PutOutcome, StorageError> {
+        let body = ByteStream::from_path(source)
+            .await
+            .map_err(|e| local_error(source, e))?;
+        let result = self
+            .client
+            .put_object()
+            .bucket(&self.s3.bucket)
+            .key(self.full_key(key))
+            .if_none_match("*")
+            .content_type("application/gzip")
+            .metadata(SEGMENT_ID_METADATA, segment_id)
+            .set_server_side_encryption(self.sse())
+            .set_ssekms_key_id(self.s3.kms_key_id.clone())
+            .set_storage_class(self.storage_class())
+            .body(body)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(e) if is_precondition_failed(&e) => Ok(PutOutcome::AlreadyExists),
+            Err(e) => Err(self.error("write (PutObject)", e)),
+        }
+    }
+
+    async fn put_multipart(
+        &self,
+        key: &str,
+        source: &Path,
+        size: u64,
+        segment_id: &str,
+    ) -> Result<PutOutcome, StorageError> {
+        let full_key = self.full_key(key);
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.s3.bucket)
+            .key(&full_key)
+            .content_type("application/gzip")
+            .metadata(SEGMENT_ID_METADATA, segment_id)
+            .set_server_side_encryption(self.sse())
+            .set_ssekms_key_id(self.s3.kms_key_id.clone())
+            .set_storage_class(self.storage_class())
+            .send()
+            .await
+            .map_err(|e| self.error("write (PutObject)", e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_owned();
+        let result = self
+            .upload_parts_and_complete(&full_key, &upload_id, source, size)
+            .await;
+        if !matches!(result, Ok(PutOutcome::Created)) {
+            // Best effort: a leftover upload only costs storage until the bucket's
+            // lifecycle rule (AbortIncompleteMultipartUpload) removes it.
+            let aborted = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.s3.bucket)
+                .key(&full_key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+            if let Err(e) = aborted {
+                tracing::debug!(sink = %self.s3.sink, key = %full_key, error = %e, "cannot abort a multipart upload");
+            }
+        }
+        result
+    }
+
+    async fn upload_parts_and_complete(
+        &self,
+        full_key: &str,
+        upload_id: &str,
+        source: &Path,
+        size: u64,
+    ) -> Result<PutOutcome, StorageError> {
+        let part_size = self.s3.part_size;
+        let mut parts = Vec::new();
+        let mut offset = 0u64;
+        let mut number = 1i32;
+        while offset < size {
+            let length = part_size.min(size - offset);
+            let body = ByteStream::read_from()
+                .path(source)
+                .offset(offset)
+                .length(Length::Exact(length))
+                .build()
+                .await
+                .map_err(|e| local_error(source, e))?;
+            let uploaded = self
+                .client
+                .upload_part()
+                .bucket(&self.s3.bucket)
+                .key(full_key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .content_length(length as i64)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| self.error("write (PutObject)", e))?;
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(uploaded.e_tag().map(str::to_owned))
+                    .build(),
+            );
+            offset += length;
+            number += 1;
+        }
+        let completed = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.s3.bucket)
+            .key(full_key)
+            .upload_id(upload_id)
+            .if_none_match("*")
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await;
+        match completed {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(e) if is_precondition_failed(&e) => Ok(PutOutcome::AlreadyExists),
+            Err(e) => Err(self.error("write (PutObject)", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    fn location(&self) -> String {
+        format!("s3://{}/{}", self.s3.bucket, self.s3.prefix)
+    }
+
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        source: &Path,
+        segment_id: &str,
+    ) -> Result<PutOutcome, StorageError> {
+        let size = tokio::fs::metadata(source)
+            .await
+            .map_err(|e| local_error(source, e))?
+            .len();
+        if size > self.s3.part_size {
+            self.put_multipart(key, source, size, segment_id).await
+        } else {
+            self.put_single(key, source, segment_id).await
+        }
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        let result = self
+            .client
+            .head_object()
+            .bucket(&self.s3.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Some(ObjectInfo {
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                segment_id: out
+                    .metadata()
+                    .and_then(|m| m.get(SEGMENT_ID_METADATA))
+                    .cloned(),
+            })),
+            Err(SdkError::ServiceError(e)) if e.err().is_not_found() => Ok(None),
+            Err(e) => Err(self.error("read (GetObject)", e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.s3.bucket)
+            .prefix(self.full_key(prefix))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("list (ListBucket)", e))?;
+            for object in page.contents() {
+                if let Some(key) = object.key() {
+                    let key = key.strip_prefix(&self.s3.prefix).unwrap_or(key);
+                    keys.push(key.to_owned());
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.s3.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|e| self.error("read (GetObject)", e))?;
+        let bytes = out.body.collect().await.map_err(|e| {
+            StorageError::Transient(format!(
+                "sink {}: {}{key}: read (GetObject) was cut short: {e}",
+                self.s3.sink,
+                self.location()
+            ))
+        })?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.client
+            .delete_object()
+            .bucket(&self.s3.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|e| self.error("delete (DeleteObject)", e))?;
+        Ok(())
+    }
+}
+
+fn is_precondition_failed<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    match e {
+        SdkError::ServiceError(s) => {
+            s.err().code() == Some("PreconditionFailed") || s.raw().status().as_u16() == 412
+        }
+        _ => false,
+    }
+}
+
+fn local_error(path: &Path, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Transient(format!("cannot read staged file {}: {e}", path.display()))
+}
+
+/// Codes that name a transient condition whatever their status.
+const TRANSIENT_CODES: &[&str] = &[
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+    "TooManyRequestsException",
+    "InternalError",
+    "ServiceUnavailable",
+    "OperationAborted",
+];
+
+/// Classifies an SDK error and writes the sentence the operator reads.
+fn classify<E>(
+    sink: &str,
+    location: &str,
+    permission: &str,
+    e: SdkError<E, HttpResponse>,
+) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &e {
+        SdkError::ServiceError(s) => {
+            let code = s.err().code().unwrap_or("").to_owned();
+            let status = s.raw().status().as_u16();
+            let code = if code.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                code
+            };
+            let verb = if status == 403 { "denied" } else { "failed" };
+            let detail = s
+                .err()
+                .message()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
+            let message = format!("sink {sink}: {location}: {permission} {verb}: {code}{detail}");
+            if status >= 500 || status == 429 || TRANSIENT_CODES.contains(&code.as_str()) {
+                StorageError::Transient(message)
+            } else {
+                StorageError::Permanent(message)
+            }
+        }
+        SdkError::ConstructionFailure(_) => StorageError::Permanent(format!(
+            "sink {sink}: {location}: {permission} failed: the request cannot be built: {}",
+            error_chain(&e)
+        )),
+        _ => StorageError::Transient(format!(
+            "sink {sink}: {location}: {permission} failed: {}",
+            error_chain(&e)
+        )),
+    }
+}
+
+/// `Display` of an error and its sources, `: `-joined (the SDK's top level says little).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

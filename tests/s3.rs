@@ -1,0 +1,381 @@
+//! End to end against moto (a real S3 wire protocol, started by each test):
+//! layout and exactly-once with an independent reader (boto3), conditional create
+//! between two replicas, an outage under load, the crash window between upload
+//! and clean-up, a multipart hour with bounded memory, and server-side encryption.
+
+mod cloud;
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use cloud::checks::{assert_exactly_once, corpus, hour_stem, metric_sum};
+use cloud::{Moto, OutageProxy};
+use common::*;
+use serde_json::{json, Value};
+
+const BUCKET: &str = "archive";
+
+fn s3_sink(endpoint: &str, extra: &str) -> String {
+    format!(
+        "
+sources:
+  http_in: {{type: http, address: '127.0.0.1:{{HTTP}}'}}
+transforms:
+  hourly: {{type: hour_partition, inputs: [http_in], late_after: 10m}}
+sinks:
+  archive:
+    type: s3
+    inputs: [hourly]
+    bucket: {BUCKET}
+    prefix: logs
+    endpoint: '{endpoint}'
+    region: us-east-1
+    access_key_id: test
+    secret_access_key: '${{TEST_S3_SECRET:-test}}'
+    account_id: acme
+{extra}"
+    )
+}
+
+#[test]
+fn loghub_lines_land_once_each_in_s3_encrypted_with_the_archive_layout() {
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let events = corpus(150, 6, 0);
+    let topology = s3_sink(
+        &moto.endpoint(),
+        "    server_side_encryption: AES256\n    storage_class: STANDARD\n",
+    );
+    let sediment = cloud::start(Setup::new(dir.path()).topology(&topology));
+    for chunk in events.chunks(500) {
+        assert_eq!(
+            post_ndjson(&sediment.url("/"), chunk),
+            Ok(200),
+            "{}",
+            sediment.log()
+        );
+    }
+    let n = events.len() as u64;
+    assert_component_metrics(&sediment.metrics(), "archive", "sink", "s3", n, n);
+    sediment.stop();
+
+    let objects = moto.download(BUCKET, "");
+    assert_exactly_once(&objects, &events, "logs/");
+    let hours: HashSet<String> = events
+        .iter()
+        .map(|e| hour_stem("logs/", e["timestamp"].as_str().unwrap()))
+        .collect();
+    assert_eq!(objects.len(), hours.len(), "one object per hour");
+    for o in &objects {
+        assert!(
+            o.key.ends_with(".json.gz") && !o.key.contains(".1.json.gz"),
+            "{}",
+            o.key
+        );
+        assert_eq!(o.sse.as_deref(), Some("AES256"), "{} is encrypted", o.key);
+    }
+}
+
+#[test]
+fn two_replicas_writing_the_same_hours_never_overwrite_each_other() {
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let topology = s3_sink(&moto.endpoint(), "");
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = cloud::start(Setup::new(a_dir.path()).topology(&topology));
+    let b = cloud::start(Setup::new(b_dir.path()).topology(&topology));
+    let a_events = corpus(60, 3, 0);
+    let b_events = corpus(60, 3, 100_000);
+    let (a_events2, b_events2) = (a_events.clone(), b_events.clone());
+    let (a_url, b_url) = (a.url("/"), b.url("/"));
+    let ta = std::thread::spawn(move || post_ndjson(&a_url, &a_events2));
+    let tb = std::thread::spawn(move || post_ndjson(&b_url, &b_events2));
+    assert_eq!(ta.join().unwrap(), Ok(200));
+    assert_eq!(tb.join().unwrap(), Ok(200));
+    // Both finalise the same three hours at once.
+    let (sa, sb) = (
+        std::thread::spawn(move || a.stop()),
+        std::thread::spawn(move || b.stop()),
+    );
+    sa.join().unwrap();
+    sb.join().unwrap();
+
+    let objects = moto.download(BUCKET, "logs/");
+    let all: Vec<Value> = a_events.iter().chain(&b_events).cloned().collect();
+    assert_exactly_once(&objects, &all, "logs/");
+    let primaries = objects
+        .iter()
+        .filter(|o| !o.key.contains(".1.json.gz"))
+        .count();
+    let seconds = objects
+        .iter()
+        .filter(|o| o.key.contains(".1.json.gz"))
+        .count();
+    assert_eq!(
+        (primaries, seconds),
+        (3, 3),
+        "each hour: one replica's .json.gz, the other's .1"
+    );
+}
+
+#[test]
+fn an_outage_under_load_loses_and_duplicates_nothing() {
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    // A proxy stands for the network path: taking it down refuses connections and
+    // cuts open ones while moto keeps its (in-memory) objects, so every event can
+    // be checked, including those written before the outage.
+    let proxy = OutageProxy::start(moto.port);
+    let topology = s3_sink(
+        &format!("http://127.0.0.1:{}", proxy.port),
+        "    late_flush_interval: 1s\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sediment = cloud::start(Setup::new(dir.path()).topology(&topology));
+    let events = corpus(200, 4, 0);
+    let url = sediment.url("/");
+    let chunks: Vec<Vec<Value>> = events.chunks(100).map(<[Value]>::to_vec).collect();
+    let load = std::thread::spawn(move || {
+        let started = Instant::now();
+        let count = chunks.len() as u32;
+        for (i, chunk) in chunks.iter().enumerate() {
+            // Spread the load over ~40 s, across the outage.
+            let due = Duration::from_secs(40) * i as u32 / count;
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            assert_eq!(post_ndjson(&url, chunk), Ok(200));
+        }
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    proxy.down();
+    std::thread::sleep(Duration::from_secs(30));
+    let during = sediment.metrics();
+    proxy.up();
+    load.join().unwrap();
+    let retries = metric_sum(
+        &during,
+        "sediment_upload_retries_total",
+        &["component_id=\"archive\""],
+    );
+    assert!(retries > 0, "retries were counted during the outage");
+    let staged = metric_sum(
+        &during,
+        "sediment_archive_staged_bytes",
+        &["component_id=\"archive\""],
+    );
+    assert!(staged > 0, "the backlog shows in the staged bytes gauge");
+    sediment.stop();
+
+    let objects = moto.download(BUCKET, "logs/");
+    assert_exactly_once(&objects, &events, "logs/");
+}
+
+/// sediment uploaded a segment then died before deleting it: the restart (here,
+/// the uploader given the same segment again) finds its object by the segment id
+/// in the object's metadata and writes nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_uploaded_before_a_crash_is_not_written_twice() {
+    use sediment_core::metrics::ComponentMetrics;
+    use sediment_core::storage::{ObjectStore, PutOutcome};
+    use sediment_sinks::archive::upload::Uploader;
+    use sediment_sinks::archive::{member, naming::KeyTemplate, staging::SealedSegment};
+
+    let moto = tokio::task::spawn_blocking(|| {
+        let moto = Moto::start();
+        moto.create_bucket(BUCKET);
+        moto
+    })
+    .await
+    .unwrap();
+    let store = Arc::new(sediment_sinks::s3::S3Store::connect(settings(&moto.endpoint())).await);
+    let dir = tempfile::tempdir().unwrap();
+    let hour = 1_763_780_400;
+    let segment = |name: &str, text: &str| {
+        let id = uuid::Uuid::now_v7();
+        let mut bytes = member::encode_head(*id.as_bytes());
+        bytes.extend(member::encode_data(text.as_bytes(), 6));
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        SealedSegment {
+            path,
+            hour,
+            id,
+            size: bytes.len() as u64,
+        }
+    };
+    let template = KeyTemplate::new(
+        "year=%Y/month=%m/day=%d/{account_id}.%Y-%m-%d.%H00{part}.json.gz",
+        "acme",
+    )
+    .unwrap();
+    let other = segment("other.sealed", "{\"from\":\"another replica\"}\n");
+    let ours = segment("ours.sealed", "{\"from\":\"us\"}\n");
+    for (s, part) in [(&other, 0), (&ours, 1)] {
+        let put = store
+            .put_if_absent(
+                &template.render(hour, part),
+                &s.path,
+                &s.id.hyphenated().to_string(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(put, PutOutcome::Created);
+    }
+    let metrics = ComponentMetrics::new("s3_crash_window", "sink", "s3").archive();
+    let uploader = Uploader::new(
+        "s3_crash_window".into(),
+        store.clone(),
+        template.clone(),
+        metrics.clone(),
+    );
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tx.send(ours.clone()).unwrap();
+    tx.send(segment("fresh.sealed", "{\"n\":3}\n")).unwrap();
+    drop(tx);
+    uploader.run(rx).await;
+    assert_eq!(
+        metrics.objects_already_present.get(),
+        1,
+        "ours was recognised"
+    );
+    assert_eq!(
+        metrics.objects_created.get(),
+        1,
+        "only the fresh segment was written"
+    );
+    assert!(!ours.path.exists(), "the staged copy is cleaned up");
+    let keys = store.list("year=").await.unwrap();
+    assert_eq!(keys.len(), 3, "no fourth object: {keys:?}");
+    let info = store
+        .head(&template.render(hour, 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.segment_id, Some(ours.id.hyphenated().to_string()));
+    assert!(
+        store
+            .head(&template.render(hour, 2))
+            .await
+            .unwrap()
+            .is_some(),
+        "the fresh segment took the next part: {keys:?}"
+    );
+    tokio::task::spawn_blocking(move || drop(moto))
+        .await
+        .unwrap();
+}
+
+fn settings(endpoint: &str) -> sediment_sinks::s3::S3Settings {
+    sediment_sinks::s3::S3Settings {
+        sink: "archive".into(),
+        bucket: BUCKET.into(),
+        prefix: "logs/".into(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(endpoint.into()),
+        force_path_style: true,
+        static_keys: Some(("test".into(), "test".into(), None)),
+        assume_role: None,
+        server_side_encryption: None,
+        kms_key_id: None,
+        storage_class: None,
+        part_size: 5 << 20,
+    }
+}
+
+/// A >64 MiB hour goes up in 16 MiB parts read from the staging file one at a
+/// time: sediment's peak RSS stays far below the object's size.
+#[test]
+fn a_large_hour_is_uploaded_in_parts_with_bounded_memory() {
+    use rand::distr::{Alphanumeric, SampleString};
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing is due before shutdown: the whole hour becomes one object then.
+    let topology = s3_sink(
+        &moto.endpoint(),
+        "    late_flush_interval: 1h\n    compression_level: 1\n",
+    );
+    let sediment = cloud::start(Setup::new(dir.path()).topology(&topology));
+    let ts = Utc
+        .timestamp_opt((Utc::now().timestamp() / 3600 - 3) * 3600 + 60, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    // Random text compresses to ~75%: 24k events of 4 KiB make a ~70 MiB object.
+    let mut rng = rand::rng();
+    let mut sent = 0usize;
+    for batch in 0..96 {
+        let events: Vec<Value> = (0..250)
+            .map(|i| json!({"seq": batch * 250 + i, "timestamp": ts, "message": Alphanumeric.sample_string(&mut rng, 4096)}))
+            .collect();
+        assert_eq!(post_ndjson(&sediment.url("/"), &events), Ok(200));
+        sent += events.len();
+    }
+    let pid = sediment.child.id();
+    let before_kib = sediment.peak_rss_kib();
+    // While shutdown finalises and uploads the hour: the largest resident set seen.
+    let watcher = std::thread::spawn(move || {
+        let mut peak = 0u64;
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let Some(kib) = status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            else {
+                break;
+            };
+            peak = peak.max(kib);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peak
+    });
+    let started = Instant::now();
+    sediment.stop();
+    let upload_secs = started.elapsed().as_secs_f64();
+    let upload_kib: u64 = watcher.join().unwrap();
+
+    let out = moto.python(
+        "objs = s3.list_objects_v2(Bucket=sys.argv[1])['Contents']\n\
+         print(json.dumps([[o['Key'], o['Size'], o['ETag']] for o in objs]))",
+        &[BUCKET],
+    );
+    let objects: Vec<(String, u64, String)> = serde_json::from_str::<Vec<Value>>(&out)
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o[0].as_str().unwrap().into(),
+                o[1].as_u64().unwrap(),
+                o[2].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let (key, size, etag) = &objects[0];
+    assert!(*size > 64 << 20, "the object is {size} bytes");
+    let parts: u64 = etag
+        .trim_matches('"')
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(parts, size.div_ceil(16 << 20), "multipart ETag {etag}");
+    eprintln!(
+        "large hour: {key} {:.1} MiB in {parts} parts; shutdown+upload {upload_secs:.1} s; \
+         sediment peak RSS while ingesting {} MiB, largest RSS while uploading {} MiB",
+        *size as f64 / 1048576.0,
+        before_kib / 1024,
+        upload_kib / 1024
+    );
+    assert!(
+        upload_kib < 64 * 1024,
+        "RSS while uploading ({upload_kib} KiB) stays below the object's size"
+    );
+    let downloaded = moto.download(BUCKET, "logs/");
+    assert_eq!(downloaded[0].lines.len(), sent);
+}
