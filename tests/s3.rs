@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use cloud::checks::{assert_exactly_once, corpus, hour_stem, metric_sum};
-use cloud::{Moto, OutageProxy};
+use cloud::checks::{assert_exactly_once, corpus, hour_stem};
+use cloud::{scenarios, Moto, OutageProxy};
 use common::*;
 use serde_json::{json, Value};
 
@@ -130,49 +130,11 @@ fn an_outage_under_load_loses_and_duplicates_nothing() {
     // cuts open ones while moto keeps its (in-memory) objects, so every event can
     // be checked, including those written before the outage.
     let proxy = OutageProxy::start(moto.port);
-    let topology = s3_sink(
-        &format!("http://127.0.0.1:{}", proxy.port),
-        "    late_flush_interval: 1s\n",
+    let sink = format!(
+        "    bucket: {BUCKET}\n    endpoint: 'http://127.0.0.1:{}'\n    region: us-east-1\n    access_key_id: test\n    secret_access_key: test\n",
+        proxy.port
     );
-    let dir = tempfile::tempdir().unwrap();
-    let sediment = cloud::start(Setup::new(dir.path()).topology(&topology));
-    let events = corpus(200, 4, 0);
-    let url = sediment.url("/");
-    let chunks: Vec<Vec<Value>> = events.chunks(100).map(<[Value]>::to_vec).collect();
-    let load = std::thread::spawn(move || {
-        let started = Instant::now();
-        let count = chunks.len() as u32;
-        for (i, chunk) in chunks.iter().enumerate() {
-            // Spread the load over ~40 s, across the outage.
-            let due = Duration::from_secs(40) * i as u32 / count;
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
-            assert_eq!(post_ndjson(&url, chunk), Ok(200));
-        }
-    });
-    std::thread::sleep(Duration::from_secs(5));
-    proxy.down();
-    std::thread::sleep(Duration::from_secs(30));
-    let during = sediment.metrics();
-    proxy.up();
-    load.join().unwrap();
-    let retries = metric_sum(
-        &during,
-        "sediment_upload_retries_total",
-        &["component_id=\"archive\""],
-    );
-    assert!(retries > 0, "retries were counted during the outage");
-    let staged = metric_sum(
-        &during,
-        "sediment_archive_staged_bytes",
-        &["component_id=\"archive\""],
-    );
-    assert!(staged > 0, "the backlog shows in the staged bytes gauge");
-    sediment.stop();
-
-    let objects = moto.download(BUCKET, "logs/");
-    assert_exactly_once(&objects, &events, "logs/");
+    scenarios::outage("s3", &sink, &proxy, || moto.download(BUCKET, "logs/"));
 }
 
 /// sediment uploaded a segment then died before deleting it: the restart (here,
