@@ -12,6 +12,16 @@ use common::*;
 
 /// Runs `sediment check-storage` on a config; returns (exit code, stdout).
 fn check_storage(dir: &Path, sinks: &str, extra_args: &[&str]) -> (i32, String) {
+    check_storage_with_env(dir, sinks, extra_args, &[])
+}
+
+/// [`check_storage`] with more environment variables for sediment.
+fn check_storage_with_env(
+    dir: &Path,
+    sinks: &str,
+    extra_args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String) {
     let config = dir.join("pipeline.yaml");
     let yaml = format!(
         "data_dir: '{}/data'\nsources:\n  http_in: {{type: http, address: '127.0.0.1:{}'}}\nsinks:\n{sinks}",
@@ -24,6 +34,7 @@ fn check_storage(dir: &Path, sinks: &str, extra_args: &[&str]) -> (i32, String) 
         .arg("--config")
         .arg(&config)
         .args(extra_args)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
@@ -146,6 +157,53 @@ fn a_principal_denied_list_or_read_is_named() {
         "{read}"
     );
     assert!(step(&out, "noread", "list").ends_with(": ok"), "{out}");
+}
+
+/// `assume_role`: the configured user may do nothing but `sts:AssumeRole`; the
+/// role may write, list and read the bucket. The check passes only through the
+/// role (STS is moto's too, reached through the standard `AWS_ENDPOINT_URL_STS`).
+#[test]
+fn a_sink_that_assumes_a_role_works_with_the_role_s_permissions() {
+    let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "6")]);
+    let out = moto.python(
+        "s3.create_bucket(Bucket='assumed')\n\
+         iam = boto3.client('iam', endpoint_url=s3.meta.endpoint_url, region_name='us-east-1',\n\
+                            aws_access_key_id='test', aws_secret_access_key='test')\n\
+         iam.create_user(UserName='shipper')\n\
+         iam.put_user_policy(UserName='shipper', PolicyName='p', PolicyDocument=json.dumps({'Version': '2012-10-17',\n\
+         \x20   'Statement': [{'Effect': 'Allow', 'Action': ['sts:AssumeRole'], 'Resource': '*'}]}))\n\
+         k = iam.create_access_key(UserName='shipper')['AccessKey']\n\
+         trust = {'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Action': 'sts:AssumeRole',\n\
+         \x20   'Principal': {'AWS': 'arn:aws:iam::123456789012:user/shipper'},\n\
+         \x20   'Condition': {'StringEquals': {'sts:ExternalId': 'acme-archive'}}}]}\n\
+         role = iam.create_role(RoleName='archiver', AssumeRolePolicyDocument=json.dumps(trust))['Role']\n\
+         iam.put_role_policy(RoleName='archiver', PolicyName='s3', PolicyDocument=json.dumps({'Version': '2012-10-17',\n\
+         \x20   'Statement': [{'Effect': 'Allow', 'Action': ['s3:PutObject', 's3:GetObject', 's3:ListBucket', 's3:DeleteObject'],\n\
+         \x20                  'Resource': ['arn:aws:s3:::assumed', 'arn:aws:s3:::assumed/*']}]}))\n\
+         print(json.dumps([k['AccessKeyId'], k['SecretAccessKey'], role['Arn']]))",
+        &[],
+    );
+    let [key, secret, role]: [String; 3] = serde_json::from_str(&out).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let direct = s3_sink("direct", &moto, "assumed", "", &key, &secret);
+    let assumed = format!(
+        "{}    assume_role: '{role}'\n    external_id: acme-archive\n",
+        s3_sink("assumed", &moto, "assumed", "", &key, &secret)
+    );
+    let sts = [("AWS_ENDPOINT_URL_STS", moto.endpoint())];
+    let sts: Vec<(&str, &str)> = sts.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let (code, out) = check_storage_with_env(dir.path(), &direct, &[], &sts);
+    assert_eq!(code, 1, "the user alone may not write: {out}");
+    assert!(
+        step(&out, "direct", "write").contains("write (PutObject) denied: AccessDenied"),
+        "{out}"
+    );
+    let (code, out) = check_storage_with_env(dir.path(), &assumed, &[], &sts);
+    assert_eq!(code, 0, "{out}");
+    for s in ["write", "list", "read"] {
+        assert!(step(&out, "assumed", s).ends_with(": ok"), "{out}");
+    }
 }
 
 #[test]

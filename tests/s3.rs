@@ -137,16 +137,13 @@ fn an_outage_under_load_loses_and_duplicates_nothing() {
     scenarios::outage("s3", &sink, &proxy, || moto.download(BUCKET, "logs/"));
 }
 
-/// sediment uploaded a segment then died before deleting it: the restart (here,
-/// the uploader given the same segment again) finds its object by the segment id
-/// in the object's metadata and writes nothing twice.
+/// The store's operations on a multipart object (5 MiB parts) and on a single
+/// request, conditional create on both paths, then the crash window: sediment
+/// uploaded a segment and died before deleting it; the restart (here, the
+/// uploader given the same segment again) finds its object by the segment id in
+/// the object's metadata and writes nothing twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_segment_uploaded_before_a_crash_is_not_written_twice() {
-    use sediment_core::metrics::ComponentMetrics;
-    use sediment_core::storage::{ObjectStore, PutOutcome};
-    use sediment_sinks::archive::upload::Uploader;
-    use sediment_sinks::archive::{member, naming::KeyTemplate, staging::SealedSegment};
-
+async fn store_operations_and_the_crash_window() {
     let moto = tokio::task::spawn_blocking(|| {
         let moto = Moto::start();
         moto.create_bucket(BUCKET);
@@ -154,79 +151,8 @@ async fn a_segment_uploaded_before_a_crash_is_not_written_twice() {
     })
     .await
     .unwrap();
-    let store = Arc::new(sediment_sinks::s3::S3Store::connect(settings(&moto.endpoint())).await);
-    let dir = tempfile::tempdir().unwrap();
-    let hour = 1_763_780_400;
-    let segment = |name: &str, text: &str| {
-        let id = uuid::Uuid::now_v7();
-        let mut bytes = member::encode_head(*id.as_bytes());
-        bytes.extend(member::encode_data(text.as_bytes(), 6));
-        let path = dir.path().join(name);
-        std::fs::write(&path, &bytes).unwrap();
-        SealedSegment {
-            path,
-            hour,
-            id,
-            size: bytes.len() as u64,
-        }
-    };
-    let template = KeyTemplate::new(
-        "year=%Y/month=%m/day=%d/{account_id}.%Y-%m-%d.%H00{part}.json.gz",
-        "acme",
-    )
-    .unwrap();
-    let other = segment("other.sealed", "{\"from\":\"another replica\"}\n");
-    let ours = segment("ours.sealed", "{\"from\":\"us\"}\n");
-    for (s, part) in [(&other, 0), (&ours, 1)] {
-        let put = store
-            .put_if_absent(
-                &template.render(hour, part),
-                &s.path,
-                &s.id.hyphenated().to_string(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(put, PutOutcome::Created);
-    }
-    let metrics = ComponentMetrics::new("s3_crash_window", "sink", "s3").archive();
-    let uploader = Uploader::new(
-        "s3_crash_window".into(),
-        store.clone(),
-        template.clone(),
-        metrics.clone(),
-    );
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tx.send(ours.clone()).unwrap();
-    tx.send(segment("fresh.sealed", "{\"n\":3}\n")).unwrap();
-    drop(tx);
-    uploader.run(rx).await;
-    assert_eq!(
-        metrics.objects_already_present.get(),
-        1,
-        "ours was recognised"
-    );
-    assert_eq!(
-        metrics.objects_created.get(),
-        1,
-        "only the fresh segment was written"
-    );
-    assert!(!ours.path.exists(), "the staged copy is cleaned up");
-    let keys = store.list("year=").await.unwrap();
-    assert_eq!(keys.len(), 3, "no fourth object: {keys:?}");
-    let info = store
-        .head(&template.render(hour, 1))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(info.segment_id, Some(ours.id.hyphenated().to_string()));
-    assert!(
-        store
-            .head(&template.render(hour, 2))
-            .await
-            .unwrap()
-            .is_some(),
-        "the fresh segment took the next part: {keys:?}"
-    );
+    let store = sediment_sinks::s3::S3Store::connect(settings(&moto.endpoint())).await;
+    scenarios::store_and_crash_window(Arc::new(store), "s3_crash_window", "s3", true).await;
     tokio::task::spawn_blocking(move || drop(moto))
         .await
         .unwrap();

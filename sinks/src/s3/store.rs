@@ -385,6 +385,15 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match &e {
+        // A success status whose body the SDK cannot decode: the call may have
+        // taken effect (the retry's `head` then finds the segment id), so retry.
+        SdkError::ServiceError(s) if s.raw().status().is_success() => {
+            StorageError::Transient(format!(
+                "sink {sink}: {location}: {permission} answered HTTP {} with a body the S3 client cannot read: {}",
+                s.raw().status().as_u16(),
+                error_chain(s.err())
+            ))
+        }
         SdkError::ServiceError(s) => {
             let code = s.err().code().unwrap_or("").to_owned();
             let status = s.raw().status().as_u16();
