@@ -63,6 +63,28 @@ async fn store_operations_and_the_crash_window() {
         .unwrap();
     // fake-gcs-server ignores ifGenerationMatch on resumable sessions (module docs).
     scenarios::store_and_crash_window(Arc::new(store), "gcs_crash_window", "gcs", false).await;
+    // What it cannot enforce is at least asked for: every create, including the
+    // resumable session of the 20 MiB object (GCS checks the precondition when the
+    // session opens and when it completes), carries ifGenerationMatch=0.
+    let requests = gcs.requests();
+    let creates: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.starts_with(&format!("POST /upload/storage/v1/b/{BUCKET}/o?")))
+        .collect();
+    let resumable: Vec<&&String> = creates
+        .iter()
+        .filter(|r| r.contains("uploadType=resumable"))
+        .collect();
+    assert_eq!(resumable.len(), 1, "one resumable session: {requests:#?}");
+    assert!(
+        creates.len() > 4 && creates.iter().all(|r| r.contains("ifGenerationMatch=0")),
+        "every create is conditional: {creates:#?}"
+    );
+    let chunks = requests
+        .iter()
+        .filter(|r| r.starts_with("PUT /upload/"))
+        .count();
+    assert_eq!(chunks, 3, "20 MiB in 8 MiB chunks: {requests:#?}");
     tokio::task::spawn_blocking(move || drop(gcs))
         .await
         .unwrap();

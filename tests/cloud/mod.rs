@@ -189,6 +189,8 @@ pub struct FakeGcs {
     child: Child,
     /// Its port.
     pub port: u16,
+    /// Its log: one access-log line per request, with the query string.
+    log: tempfile::NamedTempFile,
 }
 
 impl FakeGcs {
@@ -208,6 +210,7 @@ impl FakeGcs {
     /// Starts the emulator.
     pub fn start() -> FakeGcs {
         let port = free_port();
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(Self::binary())
             .args([
                 "-scheme",
@@ -219,14 +222,23 @@ impl FakeGcs {
                 "-backend",
                 "memory",
                 "-log-level",
-                "error",
+                "info",
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .expect("fake-gcs-server starts");
         wait_port(port, "fake-gcs-server");
-        FakeGcs { child, port }
+        FakeGcs { child, port, log }
+    }
+
+    /// The request lines the emulator has served so far (`POST /upload/...?... HTTP/1.1`).
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.log.path())
+            .unwrap()
+            .lines()
+            .filter_map(|l| Some(l.split_once("] \\\"")?.1.split_once(" HTTP/")?.0.to_owned()))
+            .collect()
     }
 
     /// `http://127.0.0.1:PORT`.

@@ -8,9 +8,11 @@
 //! is custom metadata `sediment-segment-id`, which `head` returns.
 //!
 //! Emulator caveat: fake-gcs-server 1.54 honours `ifGenerationMatch` on
-//! multipart uploads but ignores it on resumable sessions, so the conditional
-//! create of objects above `chunk_size` is proven against it only through the
-//! uploader's `head` before each create (see tests/gcs.rs).
+//! multipart uploads but ignores it on resumable sessions (fixed upstream after
+//! 1.54, in no release installable here). For objects above `chunk_size`,
+//! tests/gcs.rs therefore proves that the session is opened with
+//! `ifGenerationMatch=0`, which real GCS enforces, and relies on the uploader's
+//! `head` before each create against the emulator.
 
 use std::collections::HashMap;
 use std::path::Path;
