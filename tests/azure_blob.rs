@@ -1,6 +1,7 @@
 //! End to end against Azurite (started by each test), read back with Python's
 //! `azure-storage-blob`: layout and exactly-once, two replicas, an outage under
-//! load, the store's operations on a block-list upload and the crash window.
+//! load, the store's operations on a block-list upload and the crash window, and a
+//! >64 MiB hour in blocks with bounded memory.
 
 mod cloud;
 mod common;
@@ -74,4 +75,34 @@ async fn store_operations_and_the_crash_window() {
     tokio::task::spawn_blocking(move || drop(azurite))
         .await
         .unwrap();
+}
+
+/// A >64 MiB hour is staged as 8 MiB blocks, each read from the staging file when
+/// it is sent, then committed as one block list: sediment's resident set stays
+/// below 64 MiB.
+#[test]
+fn a_large_hour_is_uploaded_in_blocks_with_bounded_memory() {
+    let azurite = emulator();
+    let large = scenarios::large_hour("azure_blob", &sink(&azurite.endpoint()));
+    let objects = azurite.download(CONTAINER, "logs/");
+    assert_eq!(objects.len(), 1);
+    let (key, size) = (&objects[0].key, objects[0].size);
+    assert!(size > 64 << 20, "{key} is {size} bytes");
+    assert_eq!(objects[0].lines.len(), large.sent);
+    let blocks: u64 = azurite
+        .python(
+            "b = svc.get_blob_client(sys.argv[1], sys.argv[2])\n\
+             committed, _ = b.get_block_list('committed')\n\
+             print(len(committed))",
+            &[CONTAINER, key],
+        )
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(blocks, size.div_ceil(8 << 20), "8 MiB blocks");
+    eprintln!(
+        "azure_blob: {:.1} MiB in {blocks} blocks, largest RSS while uploading {} MiB",
+        size as f64 / 1048576.0,
+        large.upload_kib / 1024
+    );
 }

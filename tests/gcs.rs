@@ -1,7 +1,7 @@
 //! End to end against fake-gcs-server (the GCS JSON API, started by each test),
 //! read back with plain HTTP GETs: layout and exactly-once, two replicas,
 //! an outage under load, the store's operations on a multi-chunk resumable upload
-//! and the crash window.
+//! and the crash window, and a >64 MiB hour in chunks with bounded memory.
 
 mod cloud;
 mod common;
@@ -88,4 +88,32 @@ async fn store_operations_and_the_crash_window() {
     tokio::task::spawn_blocking(move || drop(gcs))
         .await
         .unwrap();
+}
+
+/// A >64 MiB hour goes up as one resumable session of 8 MiB chunks, each read from
+/// the staging file when it is sent: sediment's resident set stays below 64 MiB.
+#[test]
+fn a_large_hour_is_uploaded_in_chunks_with_bounded_memory() {
+    let gcs = emulator();
+    let large = scenarios::large_hour("gcs", &sink(&gcs.endpoint()));
+    let objects = gcs.download(BUCKET, "logs/");
+    assert_eq!(objects.len(), 1);
+    let size = objects[0].size;
+    assert!(size > 64 << 20, "{} is {size} bytes", objects[0].key);
+    assert_eq!(objects[0].lines.len(), large.sent);
+    let requests = gcs.requests();
+    let chunks = requests
+        .iter()
+        .filter(|r| r.starts_with("PUT /upload/"))
+        .count() as u64;
+    assert_eq!(
+        chunks,
+        size.div_ceil(8 << 20),
+        "8 MiB chunks: {requests:#?}"
+    );
+    eprintln!(
+        "gcs: {:.1} MiB in {chunks} chunks, largest RSS while uploading {} MiB",
+        size as f64 / 1048576.0,
+        large.upload_kib / 1024
+    );
 }

@@ -8,13 +8,11 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
 use cloud::checks::{assert_exactly_once, corpus, hour_stem};
 use cloud::{scenarios, Moto, OutageProxy};
 use common::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const BUCKET: &str = "archive";
 
@@ -176,75 +174,25 @@ fn settings(endpoint: &str) -> sediment_sinks::s3::S3Settings {
 }
 
 /// A >64 MiB hour goes up in 16 MiB parts read from the staging file one at a
-/// time: sediment's peak RSS stays far below the object's size.
+/// time: sediment's resident set while uploading stays below 64 MiB.
 #[test]
 fn a_large_hour_is_uploaded_in_parts_with_bounded_memory() {
-    use rand::distr::{Alphanumeric, SampleString};
     let moto = Moto::start();
     moto.create_bucket(BUCKET);
-    let dir = tempfile::tempdir().unwrap();
-    // Nothing is due before shutdown: the whole hour becomes one object then.
-    let topology = s3_sink(
-        &moto.endpoint(),
-        "    late_flush_interval: 1h\n    compression_level: 1\n",
+    let sink = format!(
+        "    bucket: {BUCKET}\n    endpoint: '{}'\n    region: us-east-1\n    access_key_id: test\n    secret_access_key: test\n",
+        moto.endpoint()
     );
-    let sediment = cloud::start(Setup::new(dir.path()).topology(&topology));
-    let ts = Utc
-        .timestamp_opt((Utc::now().timestamp() / 3600 - 3) * 3600 + 60, 0)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    // Random text compresses to ~75%: 24k events of 4 KiB make a ~70 MiB object.
-    let mut rng = rand::rng();
-    let mut sent = 0usize;
-    for batch in 0..96 {
-        let events: Vec<Value> = (0..250)
-            .map(|i| json!({"seq": batch * 250 + i, "timestamp": ts, "message": Alphanumeric.sample_string(&mut rng, 4096)}))
-            .collect();
-        assert_eq!(post_ndjson(&sediment.url("/"), &events), Ok(200));
-        sent += events.len();
-    }
-    let pid = sediment.child.id();
-    let before_kib = sediment.peak_rss_kib();
-    // While shutdown finalises and uploads the hour: the largest resident set seen.
-    let watcher = std::thread::spawn(move || {
-        let mut peak = 0u64;
-        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            let Some(kib) = status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            else {
-                break;
-            };
-            peak = peak.max(kib);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        peak
-    });
-    let started = Instant::now();
-    sediment.stop();
-    let upload_secs = started.elapsed().as_secs_f64();
-    let upload_kib: u64 = watcher.join().unwrap();
-
+    let large = scenarios::large_hour("s3", &sink);
     let out = moto.python(
         "objs = s3.list_objects_v2(Bucket=sys.argv[1])['Contents']\n\
          print(json.dumps([[o['Key'], o['Size'], o['ETag']] for o in objs]))",
         &[BUCKET],
     );
-    let objects: Vec<(String, u64, String)> = serde_json::from_str::<Vec<Value>>(&out)
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o[0].as_str().unwrap().into(),
-                o[1].as_u64().unwrap(),
-                o[2].as_str().unwrap().into(),
-            )
-        })
-        .collect();
+    let objects: Vec<(String, u64, String)> = serde_json::from_str(&out).unwrap();
     assert_eq!(objects.len(), 1, "{objects:?}");
     let (key, size, etag) = &objects[0];
-    assert!(*size > 64 << 20, "the object is {size} bytes");
+    assert!(*size > 64 << 20, "{key} is {size} bytes");
     let parts: u64 = etag
         .trim_matches('"')
         .rsplit('-')
@@ -254,16 +202,10 @@ fn a_large_hour_is_uploaded_in_parts_with_bounded_memory() {
         .unwrap();
     assert_eq!(parts, size.div_ceil(16 << 20), "multipart ETag {etag}");
     eprintln!(
-        "large hour: {key} {:.1} MiB in {parts} parts; shutdown+upload {upload_secs:.1} s; \
-         sediment peak RSS while ingesting {} MiB, largest RSS while uploading {} MiB",
+        "s3: {key} {:.1} MiB in {parts} parts, largest RSS while uploading {} MiB",
         *size as f64 / 1048576.0,
-        before_kib / 1024,
-        upload_kib / 1024
-    );
-    assert!(
-        upload_kib < 64 * 1024,
-        "RSS while uploading ({upload_kib} KiB) stays below the object's size"
+        large.upload_kib / 1024
     );
     let downloaded = moto.download(BUCKET, "logs/");
-    assert_eq!(downloaded[0].lines.len(), sent);
+    assert_eq!(downloaded[0].lines.len(), large.sent);
 }

@@ -258,3 +258,83 @@ pub async fn store_and_crash_window(
         .unwrap()
         .is_some());
 }
+
+/// What [`large_hour`] sent and saw.
+pub struct LargeHour {
+    /// Events acknowledged, all in one hour.
+    pub sent: usize,
+    /// sediment's largest resident set from SIGTERM to exit (the upload), KiB.
+    pub upload_kib: u64,
+}
+
+/// One hour of ~70 MiB compressed is staged, then uploaded at shutdown (nothing is
+/// due before): the backend must stream it from the staging file in parts, so
+/// sediment's resident set stays far below the object's size. The caller checks
+/// the parts its storage saw and the downloaded lines.
+pub fn large_hour(type_name: &str, sink: &str) -> LargeHour {
+    use rand::{Rng, RngCore};
+    let dir = tempfile::tempdir().unwrap();
+    let sink = format!("{sink}    late_flush_interval: 1h\n    compression_level: 1\n");
+    let sediment = super::start(Setup::new(dir.path()).topology(&topology(type_name, &sink)));
+    let ts = chrono::DateTime::from_timestamp(
+        (chrono::Utc::now().timestamp() / 3600 - 3) * 3600 + 60,
+        0,
+    )
+    .unwrap()
+    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    // Messages are 4 KiB windows at random offsets of a 1 MiB random text: they
+    // compress like random text (~75%) and cost the test nothing to make.
+    let mut rng = rand::rng();
+    let mut pool = vec![0u8; 1 << 20];
+    rng.fill_bytes(&mut pool);
+    let pool: String = pool
+        .iter()
+        .map(|b| {
+            char::from(
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[*b as usize % 62],
+            )
+        })
+        .collect();
+    let mut sent = 0usize;
+    for batch in 0..96 {
+        let events: Vec<Value> = (0..250)
+            .map(|i| {
+                let at = rng.random_range(0..pool.len() - 4096);
+                serde_json::json!({"seq": batch * 250 + i, "timestamp": ts, "message": &pool[at..at + 4096]})
+            })
+            .collect();
+        assert_eq!(post_ndjson(&sediment.url("/"), &events), Ok(200));
+        sent += events.len();
+    }
+    let pid = sediment.child.id();
+    let watcher = std::thread::spawn(move || {
+        let mut peak = 0u64;
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let Some(kib) = status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            else {
+                break;
+            };
+            peak = peak.max(kib);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peak
+    });
+    let ingest_kib = sediment.peak_rss_kib();
+    let started = Instant::now();
+    sediment.stop();
+    let upload_kib = watcher.join().unwrap();
+    eprintln!(
+        "{type_name} large hour: shutdown and upload {:.1} s; sediment peak RSS while ingesting {} MiB, largest while uploading {} MiB",
+        started.elapsed().as_secs_f64(),
+        ingest_kib / 1024,
+        upload_kib / 1024
+    );
+    assert!(
+        upload_kib < 64 * 1024,
+        "RSS while uploading ({upload_kib} KiB) stays below 64 MiB"
+    );
+    LargeHour { sent, upload_kib }
+}
