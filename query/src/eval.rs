@@ -12,20 +12,28 @@
 //! instead of one miss at a time as rules get to them.
 
 use std::cell::RefCell;
-use std::hint::black_box;
 
 use serde_json::{Map, Value};
 
+use crate::guard::Guard;
+use crate::keys::{
+    any_value, fingerprint, lookup, same_bytes, touch, FINGERPRINT_LEN, LINEAR_ENTRIES,
+};
 use crate::plan::{Leaf, Node, Plan};
-use crate::text::{Glob, NumText};
+use crate::text::{ascii_lowercase, Glob, NumText};
 
 /// Top-level keys found per event in one pass (keys past this are looked up
 /// each time they are needed).
 pub(crate) const CACHED_KEYS: usize = 32;
-/// Up to this many entries, one linear pass over an event beats hashing.
-const LINEAR_ENTRIES: usize = 16;
 /// From this many keys in the plan, finding them all in one pass pays off.
 const SCAN_KEYS: usize = 3;
+/// `Cx::equal`: the key's equality table has not been consulted yet.
+const EQ_UNKNOWN: u32 = u32::MAX;
+/// `Cx::equal`: the key's value is neither a string nor absent, so each test
+/// looks at it itself.
+const EQ_OTHER: u32 = u32::MAX - 1;
+/// `Cx::equal`: the key's value is absent, or a string equal to no entry.
+const EQ_NONE: u32 = u32::MAX - 2;
 
 impl Plan {
     /// The index of the first rule that matches `event`.
@@ -33,7 +41,10 @@ impl Plan {
         let run = |scratch: &mut Scratch| {
             scratch.start_event(self.leaves.len());
             let mut cx = Cx::new(self, event, scratch);
-            self.roots.iter().position(|root| cx.eval(root))
+            let mut rules = self.roots.iter().zip(&self.guards);
+            rules.position(|(root, guard)| {
+                guard.as_ref().is_none_or(|g| cx.guard_allows(g)) && cx.eval(root)
+            })
         };
         SCRATCH
             .try_with(|cell| match cell.try_borrow_mut() {
@@ -53,6 +64,8 @@ struct Scratch {
     text_chars: Vec<char>,
     /// A field value lower-cased into characters, for wildcards.
     value_chars: Vec<char>,
+    /// A non-ASCII field value lower-cased, for equality tables.
+    value_lower: Vec<u8>,
     /// Which literals occur in the message text.
     literal_bits: Vec<u64>,
     /// Numbers the current event; `memo_event[leaf] == event` means that
@@ -106,57 +119,14 @@ struct Cx<'p, 'e, 's> {
     /// Bit i set: `tops[i]` holds the lookup of `plan.keys[i]`.
     looked_up: u32,
     tops: [Option<&'e Value>; CACHED_KEYS],
+    /// Per key: which entry of its equality table the (string) value
+    /// equals, `EQ_NONE`, or `EQ_UNKNOWN` until a test asks.
+    equal: [u32; CACHED_KEYS],
     scanned: bool,
     text: Option<Option<MessageText<'e>>>,
     text_lowered: bool,
     text_chars_ready: bool,
     literals_ready: bool,
-}
-
-/// A key lookup; linear for small objects, where it beats hashing.
-fn lookup<'e>(map: &'e Map<String, Value>, key: &str) -> Option<&'e Value> {
-    if map.len() <= LINEAR_ENTRIES {
-        map.iter().find(|(k, _)| same_bytes(k, key)).map(|(_, v)| v)
-    } else {
-        map.get(key)
-    }
-}
-
-/// String equality as an inlined loop: keys are short, and a call to
-/// `memcmp` per key costs more than comparing them here.
-fn same_bytes(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
-}
-
-/// Loads the first bytes of a value's heap data now. The result is unused:
-/// this only starts the memory transfer early (see the module docs).
-fn touch(value: &Value) {
-    match value {
-        Value::String(s) => {
-            black_box((s.as_bytes().first().copied(), s.as_bytes().last().copied()));
-        }
-        Value::Object(map) => {
-            black_box(map.iter().next().map(|(k, _)| k.len()));
-        }
-        Value::Array(items) => {
-            black_box(items.first().map(|v| matches!(v, Value::Null)));
-        }
-        _ => {}
-    }
-}
-
-/// Whether `f` holds for some non-null value at `rest` below `value`,
-/// looking into arrays at every level.
-fn any_value<'e>(value: &'e Value, rest: &[String], f: &mut impl FnMut(&'e Value) -> bool) -> bool {
-    match (value, rest.split_first()) {
-        (Value::Array(items), _) => items.iter().any(|v| any_value(v, rest, f)),
-        (Value::Null, _) => false,
-        (_, None) => f(value),
-        (Value::Object(map), Some((key, rest))) => {
-            lookup(map, key).is_some_and(|v| any_value(v, rest, f))
-        }
-        _ => false,
-    }
 }
 
 impl<'p, 'e, 's> Cx<'p, 'e, 's> {
@@ -167,6 +137,7 @@ impl<'p, 'e, 's> Cx<'p, 'e, 's> {
             scratch,
             looked_up: 0,
             tops: [None; CACHED_KEYS],
+            equal: [EQ_UNKNOWN; CACHED_KEYS],
             scanned: false,
             text: None,
             text_lowered: false,
@@ -182,6 +153,10 @@ impl<'p, 'e, 's> Cx<'p, 'e, 's> {
             Node::Not(child) => !self.eval(child),
             Node::Literal(id) => self.literal(*id),
             Node::Leaf(id) => self.leaf(&self.plan.leaves[*id]),
+            Node::Equals { key, entry, leaf } => match self.equal(*key) {
+                EQ_OTHER => self.leaf(&self.plan.leaves[*leaf]),
+                found => found == *entry,
+            },
             Node::SharedLeaf(id) => {
                 if self.scratch.memo_event[*id] == self.scratch.event {
                     return self.scratch.memo_value[*id];
@@ -214,6 +189,14 @@ impl<'p, 'e, 's> Cx<'p, 'e, 's> {
                     _ => any_value(top, &field.rest, &mut |v| test.matches(v, scratch)),
                 }
             }
+            Leaf::TopEquals { key, entry, test } => match self.top(*key) {
+                Some(Value::String(s)) => self.equal_entry(*key, s) == *entry,
+                Some(top) => {
+                    let scratch = &mut self.scratch.value_chars;
+                    any_value(top, &[], &mut |v| test.matches(v, scratch))
+                }
+                None => false,
+            },
             Leaf::TextPresent => self.text().is_some(),
             Leaf::TextGlob { glob, required } => {
                 if required.is_some_and(|id| !self.literal(id)) {
@@ -231,7 +214,17 @@ impl<'p, 'e, 's> Cx<'p, 'e, 's> {
     }
 
     /// The top-level value of `plan.keys[key]`.
+    #[inline]
     fn top(&mut self, key: usize) -> Option<&'e Value> {
+        if key < CACHED_KEYS && self.looked_up & (1 << key) != 0 {
+            return self.tops[key];
+        }
+        self.top_slow(key)
+    }
+
+    /// `top` when the value is not known yet.
+    #[inline(never)]
+    fn top_slow(&mut self, key: usize) -> Option<&'e Value> {
         if !self.scanned {
             self.scan();
         }
@@ -245,6 +238,55 @@ impl<'p, 'e, 's> Cx<'p, 'e, 's> {
         self.tops[key]
     }
 
+    /// Whether a rule with this guard may match.
+    #[inline]
+    fn guard_allows(&mut self, guard: &Guard) -> bool {
+        match self.equal(guard.key) {
+            EQ_OTHER => true,
+            found => guard.entries.contains(&found),
+        }
+    }
+
+    /// Which entry of the equality table of `key` its value equals, else
+    /// `EQ_NONE` or `EQ_OTHER`; found once per event.
+    #[inline]
+    fn equal(&mut self, key: usize) -> u32 {
+        if self.equal[key] == EQ_UNKNOWN {
+            self.equal[key] = match self.top(key) {
+                Some(Value::String(s)) => self.equal_entry(key, s),
+                None | Some(Value::Null) => EQ_NONE,
+                Some(_) => EQ_OTHER,
+            };
+        }
+        self.equal[key]
+    }
+
+    /// Which entry of the equality table of `key` its string value `s`
+    /// equals (`EQ_NONE` for none); found once per event.
+    fn equal_entry(&mut self, key: usize, s: &str) -> u32 {
+        if self.equal[key] == EQ_UNKNOWN {
+            let table = &self.plan.eq_tables[key];
+            let found = if s.is_ascii() && table.index.is_none() {
+                table.find_ascii(s)
+            } else if s.is_ascii() {
+                let lower = &mut self.scratch.value_lower;
+                lower.clear();
+                lower.extend_from_slice(s.as_bytes());
+                lower.make_ascii_lowercase();
+                table.find(lower)
+            } else {
+                let lower = &mut self.scratch.value_lower;
+                lower.clear();
+                for c in s.chars().flat_map(char::to_lowercase) {
+                    lower.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                }
+                table.find(lower)
+            };
+            self.equal[key] = found.unwrap_or(EQ_NONE);
+        }
+        self.equal[key]
+    }
+
     /// Finds all the plan's keys in one pass over a small event.
     fn scan(&mut self) {
         self.scanned = true;
@@ -253,12 +295,14 @@ impl<'p, 'e, 's> Cx<'p, 'e, 's> {
         }
         let by_len = &self.plan.keys_by_len;
         for (name, value) in self.event {
-            let Some(ids) = by_len.get(name.len()) else {
+            let Some(ids) = by_len.get(name.len()).filter(|ids| !ids.is_empty()) else {
                 continue;
             };
-            if let Some(&id) = ids
+            let print = fingerprint(name.as_bytes());
+            let long = name.len() > FINGERPRINT_LEN;
+            if let Some(&(_, id)) = ids
                 .iter()
-                .find(|&&id| same_bytes(&self.plan.keys[id], name))
+                .find(|&&(p, id)| p == print && (!long || same_bytes(&self.plan.keys[id], name)))
             {
                 self.tops[id] = Some(value);
                 touch(value);
@@ -305,7 +349,8 @@ impl<'p, 'e, 's> Cx<'p, 'e, 's> {
             if let Some(Some(t)) = &self.text {
                 let t = t.as_str();
                 if t.is_ascii() {
-                    lowered.extend(t.bytes().map(|b| b.to_ascii_lowercase()));
+                    lowered.extend_from_slice(t.as_bytes());
+                    ascii_lowercase(lowered);
                 } else {
                     for c in t.chars().flat_map(char::to_lowercase) {
                         lowered.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
@@ -332,18 +377,29 @@ impl<'p, 'e, 's> Cx<'p, 'e, 's> {
         bits.clear();
         bits.resize(plan.literal_count.div_ceil(64), 0);
         if let (Some(ac), Some(text)) = (&plan.literals, self.lowered_text()) {
-            let any =
-                plan.prefilter.is_empty() || plan.prefilter.iter().any(|s| s.find(text).is_some());
-            let mut missing = if any { plan.literal_count } else { 0 };
-            let mut matches = ac.find_overlapping_iter(text);
-            while missing > 0 {
-                let Some(m) = matches.next() else {
-                    break;
-                };
-                let id = m.pattern().as_usize();
-                if bits[id / 64] & (1 << (id % 64)) == 0 {
-                    bits[id / 64] |= 1 << (id % 64);
-                    missing -= 1;
+            // No literal starts before the leftmost pre-filter match, so the
+            // automaton starts there (or does not run when there is none).
+            let start = if plan.prefilter.is_empty() {
+                Some(0)
+            } else {
+                plan.prefilter
+                    .iter()
+                    .filter_map(|s| s.find(text))
+                    .map(|m| m.start())
+                    .min()
+            };
+            if let Some(start) = start {
+                let mut missing = plan.literal_count;
+                let mut matches = ac.find_overlapping_iter(&text[start..]);
+                while missing > 0 {
+                    let Some(m) = matches.next() else {
+                        break;
+                    };
+                    let id = m.pattern().as_usize();
+                    if bits[id / 64] & (1 << (id % 64)) == 0 {
+                        bits[id / 64] |= 1 << (id % 64);
+                        missing -= 1;
+                    }
                 }
             }
         }

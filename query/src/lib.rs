@@ -27,6 +27,12 @@
 //!   (reusable buffers live in a thread-local scratch), computes shared work
 //!   (the literal search, top-level field lookups, leaves used by several
 //!   rules) at most once per event and only when a rule needs it.
+//! - `keys` finds an event's top-level fields (one pass, comparing
+//!   fingerprints of the keys) and holds the per-key equality tables, so that
+//!   `app:a`, `app:b`, … on one event compare the value once.
+//! - `guard` derives from each rule a necessary condition on one key's
+//!   equality table (`app:x AND …` needs `app` to be `x`), checked before the
+//!   rule's tree is walked.
 //! - `text` holds the matcher's primitives: case folding, the number syntax,
 //!   wildcard matching, required literals of regexes, the text of JSON
 //!   scalars.
@@ -147,6 +153,8 @@
 mod ast;
 mod error;
 mod eval;
+mod guard;
+mod keys;
 mod parser;
 mod plan;
 mod ruleset;

@@ -14,7 +14,14 @@
 //!   checks that first and the automaton only runs when it finds something;
 //! - a field regex first looks for the literal every match contains;
 //! - top-level fields are found once per event, so ten rules on `level` look
-//!   it up once.
+//!   it up once;
+//! - the equality values of each top-level field form one table
+//!   ([`EqTable`]): the first equality test on a string finds which entry,
+//!   if any, the value equals, and every other test on that field is an
+//!   integer comparison, so `app:a`, `app:b`, … cost one comparison pass;
+//! - each rule gets a guard when it needs one key's value to be one of a few
+//!   table entries (`guard`), so most `app:x AND …` rules are skipped with
+//!   one test.
 
 use std::collections::HashMap;
 
@@ -24,6 +31,8 @@ use serde_json::Value;
 
 use crate::ast::{Bound, CmpOp, Expr, Text, Value as AstValue};
 use crate::eval::CACHED_KEYS;
+use crate::guard::{self, Guard};
+use crate::keys::{fingerprint, EqTable, Fingerprint, LINEAR_EQ_ENTRIES};
 use crate::text::{self, Glob};
 
 /// Literals shorter than this are not worth a pre-filter.
@@ -36,13 +45,16 @@ const DFA_LITERALS: usize = 1000;
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
     pub(crate) roots: Vec<Node>,
+    /// Per root, a guard when one can be proved (see [`Guard`]).
+    pub(crate) guards: Vec<Option<Guard>>,
     /// The distinct leaves of all rules.
     pub(crate) leaves: Vec<Leaf>,
     /// Distinct first segments of all field paths; leaves refer by index.
     pub(crate) keys: Vec<String>,
-    /// For each byte length, the ids (below `CACHED_KEYS`) of the keys of
-    /// that length: what one pass over an event's keys compares against.
-    pub(crate) keys_by_len: Vec<Vec<usize>>,
+    /// For each byte length, the [`fingerprint`]s and ids (below
+    /// `CACHED_KEYS`) of the keys of that length: what one pass over an
+    /// event's keys compares against.
+    pub(crate) keys_by_len: Vec<Vec<(Fingerprint, usize)>>,
     /// The ids of `message` and `line`, when some leaf searches the text.
     pub(crate) text_keys: Option<(usize, usize)>,
     /// All distinct lower-cased message-text literals; pattern id = index.
@@ -51,6 +63,9 @@ pub(crate) struct Plan {
     /// The same literals, in chunks a packed (Teddy) searcher takes; empty
     /// when the CPU has no support, and then the automaton always runs.
     pub(crate) prefilter: Vec<packed::Searcher>,
+    /// For each key id below `CACHED_KEYS`, the values its top-level
+    /// equality tests compare with.
+    pub(crate) eq_tables: Vec<EqTable>,
 }
 
 /// A rule's boolean tree. The children of `And` and `Or` are sorted
@@ -67,9 +82,37 @@ pub(crate) enum Node {
     /// `plan.leaves[id]`, used by several nodes (equal leaves share one id):
     /// evaluated at most once per event, then remembered.
     SharedLeaf(usize),
+    /// `plan.leaves[leaf]`, a `Leaf::TopEquals` of `key` and `entry`, so
+    /// that evaluation can answer from the key's equality table without
+    /// visiting the leaf.
+    Equals {
+        key: usize,
+        entry: u32,
+        leaf: usize,
+    },
 }
 
 impl Node {
+    /// Rewrites the leaves that are top-level equalities into `Equals`.
+    fn specialise(&mut self, leaves: &[Leaf]) {
+        match self {
+            Node::And(children) | Node::Or(children) => {
+                children.iter_mut().for_each(|c| c.specialise(leaves))
+            }
+            Node::Not(child) => child.specialise(leaves),
+            Node::Leaf(id) | Node::SharedLeaf(id) => {
+                if let Leaf::TopEquals { key, entry, .. } = leaves[*id] {
+                    *self = Node::Equals {
+                        key,
+                        entry,
+                        leaf: *id,
+                    };
+                }
+            }
+            Node::Literal(_) | Node::Equals { .. } => {}
+        }
+    }
+
     /// Turns the leaves used more than once into shared ones.
     fn mark_shared(&mut self, uses: &[u32]) {
         match self {
@@ -78,7 +121,7 @@ impl Node {
             }
             Node::Not(child) => child.mark_shared(uses),
             Node::Leaf(id) if uses[*id] > 1 => *self = Node::SharedLeaf(*id),
-            Node::Literal(_) | Node::Leaf(_) | Node::SharedLeaf(_) => {}
+            Node::Literal(_) | Node::Leaf(_) | Node::SharedLeaf(_) | Node::Equals { .. } => {}
         }
     }
 }
@@ -87,6 +130,14 @@ impl Node {
 pub(crate) enum Leaf {
     Exists(FieldRef),
     Field(FieldRef, Test),
+    /// `key:value` on a top-level key below `CACHED_KEYS`: a string matches
+    /// when it equals `entry` of `plan.eq_tables[key]`; other values go
+    /// through `test` (a `Test::Equals`).
+    TopEquals {
+        key: usize,
+        entry: u32,
+        test: Test,
+    },
     /// The empty phrase: any event with a message text.
     TextPresent,
     TextGlob {
@@ -134,6 +185,7 @@ struct Compiler {
     literals: Vec<String>,
     literal_ids: HashMap<String, usize>,
     searches_text: bool,
+    eq_tables: Vec<EqTable>,
     leaves: Vec<Leaf>,
     /// How many nodes use each leaf.
     leaf_uses: Vec<u32>,
@@ -148,10 +200,11 @@ fn cost(node: &Node, leaves: &[Leaf]) -> u32 {
         Node::Not(child) => cost(child, leaves),
         // A bit test, but the first one of an event searches the text.
         Node::Literal(_) => 4,
-        Node::Leaf(id) | Node::SharedLeaf(id) => match &leaves[*id] {
+        Node::Leaf(id) | Node::SharedLeaf(id) | Node::Equals { leaf: id, .. } => match &leaves[*id]
+        {
             Leaf::TextPresent => 1,
             Leaf::Exists(_) => 2,
-            Leaf::Field(_, Test::Equals { .. } | Test::Range { .. }) => 3,
+            Leaf::Field(_, Test::Equals { .. } | Test::Range { .. }) | Leaf::TopEquals { .. } => 3,
             Leaf::Field(_, Test::Glob(_)) | Leaf::TextGlob { .. } => 6,
             Leaf::Field(_, Test::Regex { .. }) | Leaf::TextRegex { .. } => 10,
         },
@@ -210,6 +263,27 @@ impl Compiler {
     fn leaf(&mut self, expr: &Expr) -> Leaf {
         match expr {
             Expr::Exists(path) => Leaf::Exists(self.field(&path.0)),
+            Expr::Field(path, value @ (AstValue::Term(_) | AstValue::Phrase(_)))
+                if path.0.len() == 1 =>
+            {
+                let field = self.field(&path.0);
+                let test = test(value);
+                let Test::Equals { lower, .. } = &test else {
+                    unreachable!("terms and phrases compile to equality")
+                };
+                if field.key >= CACHED_KEYS {
+                    return Leaf::Field(field, test);
+                }
+                if self.eq_tables.len() <= field.key {
+                    self.eq_tables.resize(field.key + 1, EqTable::default());
+                }
+                let entry = self.eq_tables[field.key].entry(lower);
+                Leaf::TopEquals {
+                    key: field.key,
+                    entry,
+                    test,
+                }
+            }
             Expr::Field(path, value) => Leaf::Field(self.field(&path.0), test(value)),
             Expr::Text(Text::Wildcard(parts)) => {
                 let glob = Glob::new(parts, true);
@@ -315,18 +389,27 @@ impl Plan {
     pub(crate) fn compile<'a>(rules: impl IntoIterator<Item = &'a Expr>) -> Plan {
         let mut compiler = Compiler::default();
         let mut roots: Vec<Node> = rules.into_iter().map(|e| compiler.node(e)).collect();
-        roots
-            .iter_mut()
-            .for_each(|root| root.mark_shared(&compiler.leaf_uses));
+        for root in &mut roots {
+            root.mark_shared(&compiler.leaf_uses);
+            root.specialise(&compiler.leaves);
+        }
+        let guards = roots.iter().map(guard::guard).collect();
         let text_keys = compiler
             .searches_text
             .then(|| (compiler.key("message"), compiler.key("line")));
-        let mut keys_by_len: Vec<Vec<usize>> = Vec::new();
+        let mut keys_by_len: Vec<Vec<(Fingerprint, usize)>> = Vec::new();
         for (id, key) in compiler.keys.iter().enumerate().take(CACHED_KEYS) {
             if keys_by_len.len() <= key.len() {
                 keys_by_len.resize(key.len() + 1, Vec::new());
             }
-            keys_by_len[key.len()].push(id);
+            keys_by_len[key.len()].push((fingerprint(key.as_bytes()), id));
+        }
+        let mut eq_tables = compiler.eq_tables;
+        eq_tables.resize(compiler.keys.len().min(CACHED_KEYS), EqTable::default());
+        for table in &mut eq_tables {
+            if table.entries.len() <= LINEAR_EQ_ENTRIES {
+                table.index = None;
+            }
         }
         let count = compiler.literals.len();
         let literals = (count > 0).then(|| {
@@ -344,6 +427,7 @@ impl Plan {
             .collect();
         Plan {
             roots,
+            guards,
             leaves: compiler.leaves,
             keys: compiler.keys,
             keys_by_len,
@@ -351,6 +435,7 @@ impl Plan {
             literals,
             literal_count: count,
             prefilter: prefilter.unwrap_or_default(),
+            eq_tables,
         }
     }
 }

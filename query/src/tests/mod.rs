@@ -2,6 +2,7 @@
 //! property tests against a slow reference matcher that walks the syntax tree.
 
 mod allocations;
+mod fast_paths;
 mod matching;
 mod primitives;
 mod props;
