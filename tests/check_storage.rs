@@ -161,10 +161,11 @@ fn a_principal_denied_list_or_read_is_named() {
 
 /// `assume_role`: the configured user may do nothing but `sts:AssumeRole`; the
 /// role may write, list and read the bucket. The check passes only through the
-/// role (STS is moto's too, reached through the standard `AWS_ENDPOINT_URL_STS`).
+/// role (STS is moto's too, reached through the standard `AWS_ENDPOINT_URL_STS`),
+/// and a user that may not assume it is told so.
 #[test]
 fn a_sink_that_assumes_a_role_works_with_the_role_s_permissions() {
-    let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "6")]);
+    let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "8")]);
     let out = moto.python(
         "s3.create_bucket(Bucket='assumed')\n\
          iam = boto3.client('iam', endpoint_url=s3.meta.endpoint_url, region_name='us-east-1',\n\
@@ -180,10 +181,13 @@ fn a_sink_that_assumes_a_role_works_with_the_role_s_permissions() {
          iam.put_role_policy(RoleName='archiver', PolicyName='s3', PolicyDocument=json.dumps({'Version': '2012-10-17',\n\
          \x20   'Statement': [{'Effect': 'Allow', 'Action': ['s3:PutObject', 's3:GetObject', 's3:ListBucket', 's3:DeleteObject'],\n\
          \x20                  'Resource': ['arn:aws:s3:::assumed', 'arn:aws:s3:::assumed/*']}]}))\n\
-         print(json.dumps([k['AccessKeyId'], k['SecretAccessKey'], role['Arn']]))",
+         iam.create_user(UserName='nobody')\n\
+         n = iam.create_access_key(UserName='nobody')['AccessKey']\n\
+         print(json.dumps([k['AccessKeyId'], k['SecretAccessKey'], role['Arn'], n['AccessKeyId'], n['SecretAccessKey']]))",
         &[],
     );
-    let [key, secret, role]: [String; 3] = serde_json::from_str(&out).unwrap();
+    let [key, secret, role, nobody_key, nobody_secret]: [String; 5] =
+        serde_json::from_str(&out).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let direct = s3_sink("direct", &moto, "assumed", "", &key, &secret);
     let assumed = format!(
@@ -204,6 +208,20 @@ fn a_sink_that_assumes_a_role_works_with_the_role_s_permissions() {
     for s in ["write", "list", "read"] {
         assert!(step(&out, "assumed", s).ends_with(": ok"), "{out}");
     }
+    // A user without sts:AssumeRole: the sentence names the role, not the bucket.
+    let refused = format!(
+        "{}    assume_role: '{role}'\n",
+        s3_sink("refused", &moto, "assumed", "", &nobody_key, &nobody_secret)
+    );
+    let (code, out) = check_storage_with_env(dir.path(), &refused, &[], &sts);
+    assert_eq!(code, 1, "{out}");
+    let write = step(&out, "refused", "write");
+    assert!(
+        write.contains(&format!(
+            "write (PutObject) failed: cannot assume role {role}: "
+        )),
+        "{write}"
+    );
 }
 
 #[test]

@@ -111,6 +111,20 @@ impl S3Store {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
+        if let Some(cause) = credentials_error(&e) {
+            // Not the bucket's answer: the request never left. Transient, since
+            // credentials can come back (a role's trust policy fixed, IMDS up).
+            let how = match &self.s3.assume_role {
+                Some((role, _)) => format!("cannot assume role {role}"),
+                None => "cannot get AWS credentials".to_owned(),
+            };
+            return StorageError::Transient(format!(
+                "sink {}: {}: {permission} failed: {how}: {}",
+                self.s3.sink,
+                self.location(),
+                error_chain(cause)
+            ));
+        }
         classify(&self.s3.sink, &self.location(), permission, e)
     }
 
@@ -354,6 +368,22 @@ fn is_precondition_failed<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>
         }
         _ => false,
     }
+}
+
+/// The credentials provider's error, when that is why a request failed.
+fn credentials_error<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.is::<aws_credential_types::provider::error::CredentialsError>() {
+            // Its own text is generic ("an error occurred while loading
+            // credentials"); what follows says what went wrong.
+            return Some(s.source().unwrap_or(s));
+        }
+        source = s.source();
+    }
+    None
 }
 
 fn local_error(path: &Path, e: impl std::fmt::Display) -> StorageError {
