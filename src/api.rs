@@ -1,7 +1,7 @@
 //! `GET /metrics` (Prometheus text format) and `GET /health`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -13,14 +13,28 @@ use axum::Router;
 use sediment_core::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
 
-/// Whether sediment is shutting down (then `/health` answers 503).
+/// Where sediment is in its life: `/health` answers 200 only while it is running.
+/// The API is served from the start, so its metrics show the start-up (staging
+/// recovery), but until every source listens, `/health` answers 503.
 #[derive(Debug, Clone, Default)]
-pub struct Health(Arc<AtomicBool>);
+pub struct Health(Arc<AtomicU8>);
+
+const STARTING: u8 = 0;
+const RUNNING: u8 = 1;
+const SHUTTING_DOWN: u8 = 2;
 
 impl Health {
+    /// The topology is up: every source accepts input. `/health` answers 200.
+    pub fn set_running(&self) {
+        // Never back from shutting down (a signal during start-up).
+        let _ = self
+            .0
+            .compare_exchange(STARTING, RUNNING, Ordering::AcqRel, Ordering::Acquire);
+    }
+
     /// From now on `/health` answers 503.
     pub fn set_shutting_down(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.store(SHUTTING_DOWN, Ordering::Release);
     }
 }
 
@@ -69,9 +83,9 @@ async fn metrics() -> impl IntoResponse {
 }
 
 async fn health_check(State(health): State<Health>) -> impl IntoResponse {
-    if health.0.load(Ordering::Acquire) {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-    } else {
-        (StatusCode::OK, "ok\n")
+    match health.0.load(Ordering::Acquire) {
+        RUNNING => (StatusCode::OK, "ok\n"),
+        STARTING => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
     }
 }

@@ -116,6 +116,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
             None => None,
         };
         let topology = RunningTopology::start(config, Arc::new(SystemClock)).await?;
+        health.set_running();
         tracing::info!(config = %path.display(), "sediment is running");
         tokio::spawn(watch_signals(stop.clone(), health.clone()));
         let result = topology.run_until(stop).await;

@@ -104,6 +104,13 @@ impl Setup {
 
     /// Writes the config and starts sediment; waits until `/health` is 200.
     pub fn start(self) -> Sediment {
+        let mut s = self.spawn();
+        s.wait_healthy();
+        s
+    }
+
+    /// Writes the config and starts sediment, without waiting for it.
+    pub fn spawn(self) -> Sediment {
         let http_port = free_port();
         let api_port = free_port();
         let config = self.root.join("pipeline.yaml");
@@ -130,15 +137,13 @@ impl Setup {
             .stderr(log)
             .spawn()
             .expect("sediment starts");
-        let mut s = Sediment {
+        Sediment {
             child,
             root: self.root,
             http_port,
             api_port,
             config,
-        };
-        s.wait_healthy();
-        s
+        }
     }
 }
 
