@@ -115,10 +115,18 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
             Some(address) => Some(api::serve(address, health.clone()).await?),
             None => None,
         };
+        // Watched from before start-up: a SIGTERM during staging recovery stops
+        // sediment gracefully as soon as it is up.
+        tokio::spawn(watch_signals(stop.clone(), health.clone()));
         let topology = RunningTopology::start(config, Arc::new(SystemClock)).await?;
         health.set_running();
+        // A signal or a failed component: either way intake stops, so does 200.
+        let (shutdown, shutting_down) = (topology.shutdown_token(), health.clone());
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            shutting_down.set_shutting_down();
+        });
         tracing::info!(config = %path.display(), "sediment is running");
-        tokio::spawn(watch_signals(stop.clone(), health.clone()));
         let result = topology.run_until(stop).await;
         if let Some(api) = api {
             api.stop().await;

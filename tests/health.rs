@@ -13,6 +13,7 @@ use common::*;
 /// The status of one `GET /health`, or `None` while nothing listens.
 fn health(port: u16) -> Option<u16> {
     let mut c = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     c.write_all(b"GET /health HTTP/1.1\r\nHost: sediment\r\nConnection: close\r\n\r\n")
         .ok()?;
     let mut head = [0u8; 12];
@@ -22,8 +23,8 @@ fn health(port: u16) -> Option<u16> {
 
 #[test]
 fn health_is_200_only_once_the_sources_accept_input() {
-    // Polled as fast as it answers from the moment sediment is spawned: the
-    // first 200 must find the HTTP source listening, every time.
+    // Polled every millisecond from the moment sediment is spawned: the first
+    // 200 must find the HTTP source listening, every time.
     for round in 0..10 {
         let dir = tempfile::tempdir().unwrap();
         let sediment = Setup::new(dir.path()).spawn();
@@ -41,6 +42,7 @@ fn health_is_200_only_once_the_sources_accept_input() {
                 "never healthy:\n{}",
                 sediment.log()
             );
+            std::thread::sleep(Duration::from_millis(1));
         }
         assert!(
             TcpStream::connect(("127.0.0.1", sediment.http_port)).is_ok(),

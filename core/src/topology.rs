@@ -123,6 +123,12 @@ impl RunningTopology {
         })
     }
 
+    /// Cancelled when the topology starts shutting down, whatever the cause
+    /// (`stop` in [`RunningTopology::run_until`] or a failed component).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
     /// Runs until `stop` fires or a component fails, then shuts down gracefully.
     ///
     /// Returns the first component error, if any.

@@ -111,19 +111,25 @@ impl S3Store {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        if let Some(cause) = credentials_error(&e) {
-            // Not the bucket's answer: the request never left. Transient, since
-            // credentials can come back (a role's trust policy fixed, IMDS up).
+        if let Some((timed_out, cause)) = credentials_error(&e) {
+            // Not the bucket's answer: the request never left. A refused role or
+            // no credentials at all need the operator (logged as such, and still
+            // retried); a provider that timed out is transient.
             let how = match &self.s3.assume_role {
                 Some((role, _)) => format!("cannot assume role {role}"),
                 None => "cannot get AWS credentials".to_owned(),
             };
-            return StorageError::Transient(format!(
+            let message = format!(
                 "sink {}: {}: {permission} failed: {how}: {}",
                 self.s3.sink,
                 self.location(),
                 error_chain(cause)
-            ));
+            );
+            return if timed_out {
+                StorageError::Transient(message)
+            } else {
+                StorageError::Permanent(message)
+            };
         }
         classify(&self.s3.sink, &self.location(), permission, e)
     }
@@ -370,16 +376,19 @@ fn is_precondition_failed<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>
     }
 }
 
-/// The credentials provider's error, when that is why a request failed.
+/// When a request failed for want of credentials: whether the provider timed
+/// out, and the error that says what went wrong.
 fn credentials_error<'a>(
     e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a (dyn std::error::Error + 'static)> {
+) -> Option<(bool, &'a (dyn std::error::Error + 'static))> {
+    use aws_credential_types::provider::error::CredentialsError;
     let mut source = Some(e);
     while let Some(s) = source {
-        if s.is::<aws_credential_types::provider::error::CredentialsError>() {
+        if let Some(credentials) = s.downcast_ref::<CredentialsError>() {
+            let timed_out = matches!(credentials, CredentialsError::ProviderTimedOut(_));
             // Its own text is generic ("an error occurred while loading
-            // credentials"); what follows says what went wrong.
-            return Some(s.source().unwrap_or(s));
+            // credentials"); its source says what went wrong.
+            return Some((timed_out, s.source().unwrap_or(s)));
         }
         source = s.source();
     }
@@ -415,9 +424,11 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match &e {
-        // A success status whose body the SDK cannot decode: the call may have
-        // taken effect (the retry's `head` then finds the segment id), so retry.
-        SdkError::ServiceError(s) if s.raw().status().is_success() => {
+        // A success status whose body the SDK cannot decode (no error code in
+        // it; S3's "200 with an <Error> body" has one and is classified by it):
+        // the call may have taken effect, so retry, and the retry's `head`
+        // finds the segment id.
+        SdkError::ServiceError(s) if s.raw().status().is_success() && s.err().code().is_none() => {
             StorageError::Transient(format!(
                 "sink {sink}: {location}: {permission} answered HTTP {} with a body the S3 client cannot read: {}",
                 s.raw().status().as_u16(),
