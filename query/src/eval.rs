@@ -189,8 +189,9 @@ impl<'p, 'e, 's> Cx<'p, 'e, 's> {
                     _ => any_value(top, &field.rest, &mut |v| test.matches(v, scratch)),
                 }
             }
-            Leaf::TopEquals { key, entry, test } => match self.top(*key) {
-                Some(Value::String(s)) => self.equal_entry(*key, s) == *entry,
+            // Reached only through `Node::Equals`, when the value is not a
+            // string: the table cannot answer, the test can.
+            Leaf::TopEquals { key, test, .. } => match self.top(*key) {
                 Some(top) => {
                     let scratch = &mut self.scratch.value_chars;
                     any_value(top, &[], &mut |v| test.matches(v, scratch))

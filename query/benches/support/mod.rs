@@ -115,41 +115,42 @@ fn object(value: Value) -> Map<String, Value> {
     }
 }
 
-/// 100,000 events as the load generator sends them and the http source
+/// 100,000 events from `event(i, app, line)`, stamped as the http source
 /// stamps them, cycling through every line of every sample.
-pub fn pipeline_events() -> Vec<Map<String, Value>> {
+fn generate(event: impl Fn(usize, &str, &str) -> Value) -> Vec<Map<String, Value>> {
     let lines = lines();
     (0..EVENTS)
         .map(|i| {
             let (app, line) = &lines[i % lines.len()];
-            let event = json!({
-                "timestamp": time(i),
-                "app": app,
-                "level": LEVELS[i % LEVELS.len()],
-                "message": line,
-            });
-            stamp(object(event), i)
+            stamp(object(event(i, app, line)), i)
         })
         .collect()
+}
+
+/// The events as the load generator sends them.
+pub fn pipeline_events() -> Vec<Map<String, Value>> {
+    generate(|i, app, line| {
+        json!({
+            "timestamp": time(i),
+            "app": app,
+            "level": LEVELS[i % LEVELS.len()],
+            "message": line,
+        })
+    })
 }
 
 /// The same events with the level the line names and an HTTP status, for
 /// the mixed rules of [`rules`].
 pub fn events() -> Vec<Map<String, Value>> {
-    let lines = lines();
-    (0..EVENTS)
-        .map(|i| {
-            let (app, line) = &lines[i % lines.len()];
-            let event = json!({
-                "timestamp": time(i),
-                "app": app,
-                "level": level_of(line, i),
-                "status": STATUSES[i % STATUSES.len()],
-                "message": line,
-            });
-            stamp(object(event), i)
+    generate(|i, app, line| {
+        json!({
+            "timestamp": time(i),
+            "app": app,
+            "level": level_of(line, i),
+            "status": STATUSES[i % STATUSES.len()],
+            "message": line,
         })
-        .collect()
+    })
 }
 
 /// The rules of `scripts/bench`.
