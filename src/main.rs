@@ -206,6 +206,18 @@ sinks:
     max_object_size: 100MB
     late_flush_interval: 1m
   debug: {type: console, inputs: [http_in]}
+  forward:
+    type: http
+    inputs: [drop_noise]
+    uri: "https://logs.example.com/ingest"
+    method: put
+    headers: {X-Tenant: acme, X-Api-Key: "${API_KEY:-k}"}
+    auth: {strategy: bearer, token: "${TOKEN:-t}"}
+    encoding: json
+    compression: zstd
+    batch: {max_events: 500, max_bytes: 512KiB, timeout: 2s}
+    request: {timeout: 10s, concurrency: 8, retry_initial_backoff: 500ms, retry_max_backoff: 30s}
+    tls: {verify: true}
   s3_archive:
     type: s3
     inputs: [hourly]
@@ -272,7 +284,7 @@ sinks:
     fn every_option_of_every_type_validates() {
         let config = load(EVERY_OPTION);
         assert_eq!(config.shutdown_timeout, std::time::Duration::from_secs(90));
-        assert_eq!(config.components.len(), 11);
+        assert_eq!(config.components.len(), 12);
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     }
 

@@ -5,8 +5,10 @@
 //! it, transforms pass it on, and every holder must call [`Ack::complete`] once its
 //! part is handled (made durable by a sink, or deliberately dropped by a filter). A
 //! holder dropped without completing — a sink that failed, a task that was torn
-//! down — marks the whole request failed. When the last holder is gone the waiter
-//! learns the outcome.
+//! down — marks the whole request failed. A holder that knows retrying cannot
+//! help (a receiver answered a permanent `4xx`) calls [`Ack::reject`] instead, so
+//! the sender is told not to send the same events again. When the last holder is
+//! gone the waiter learns the [`Outcome`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,20 +25,39 @@ pub struct Ack {
 /// Resolves once every holder of the matching [`Ack`] has finished.
 #[derive(Debug)]
 pub struct AckWaiter {
-    rx: oneshot::Receiver<bool>,
+    rx: oneshot::Receiver<Outcome>,
+}
+
+/// What became of an acknowledged batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every holder completed: the events are durable wherever they went.
+    Delivered,
+    /// A holder failed (storage full, a sink stopped): sending again may work.
+    Failed,
+    /// A holder was refused for good (a receiver's permanent `4xx`): sending the
+    /// same events again will be refused again.
+    Rejected,
 }
 
 #[derive(Debug)]
 struct Shared {
     failed: AtomicBool,
-    tx: Mutex<Option<oneshot::Sender<bool>>>,
+    rejected: AtomicBool,
+    tx: Mutex<Option<oneshot::Sender<Outcome>>>,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let delivered = !self.failed.load(Ordering::Acquire);
+        let outcome = if self.rejected.load(Ordering::Acquire) {
+            Outcome::Rejected
+        } else if self.failed.load(Ordering::Acquire) {
+            Outcome::Failed
+        } else {
+            Outcome::Delivered
+        };
         if let Some(tx) = self.tx.get_mut().ok().and_then(Option::take) {
-            let _ = tx.send(delivered);
+            let _ = tx.send(outcome);
         }
     }
 }
@@ -47,6 +68,7 @@ impl Ack {
         let (tx, rx) = oneshot::channel();
         let shared = Arc::new(Shared {
             failed: AtomicBool::new(false),
+            rejected: AtomicBool::new(false),
             tx: Mutex::new(Some(tx)),
         });
         (
@@ -76,6 +98,14 @@ impl Ack {
         // Dropping without completing is exactly a failure.
         drop(self);
     }
+
+    /// Marks the whole acknowledgement refused for good: resending cannot help.
+    pub fn reject(self) {
+        if let Some(shared) = &self.shared {
+            shared.rejected.store(true, Ordering::Release);
+        }
+        drop(self);
+    }
 }
 
 impl Clone for Ack {
@@ -100,7 +130,12 @@ impl Drop for Ack {
 impl AckWaiter {
     /// Waits for the outcome: `true` when every holder completed.
     pub async fn delivered(self) -> bool {
-        self.rx.await.unwrap_or(false)
+        self.outcome().await == Outcome::Delivered
+    }
+
+    /// Waits for the outcome.
+    pub async fn outcome(self) -> Outcome {
+        self.rx.await.unwrap_or(Outcome::Failed)
     }
 }
 
@@ -128,5 +163,20 @@ mod tests {
         let (ack, waiter) = Ack::new();
         ack.fail();
         assert!(!waiter.delivered().await);
+    }
+
+    #[tokio::test]
+    async fn a_rejection_wins_over_completions_and_failures() {
+        let (ack, waiter) = Ack::new();
+        let (copy, third) = (ack.clone(), ack.clone());
+        ack.complete();
+        copy.reject();
+        third.fail();
+        assert_eq!(waiter.outcome().await, Outcome::Rejected);
+
+        let (ack, waiter) = Ack::new();
+        drop(ack.clone());
+        ack.complete();
+        assert_eq!(waiter.outcome().await, Outcome::Failed);
     }
 }

@@ -72,6 +72,10 @@ pub struct BuildContext {
     pub clock: SharedClock,
     /// How long shutdown may spend finalising.
     pub shutdown_timeout: Duration,
+    /// Cancelled when the topology starts shutting down. Sources get their own
+    /// token in [`Source::run`]; a sink that may wait on a peer without limit (the
+    /// HTTP sink) starts its `shutdown_timeout` from this, not from its input closing.
+    pub shutdown: CancellationToken,
 }
 
 /// A validated source config, ready to build.

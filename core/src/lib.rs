@@ -14,7 +14,10 @@
 //! - [`topology`]: channels and tasks for a validated config, and graceful shutdown.
 //! - [`metrics`]: the Prometheus registry and per-component handles.
 //! - [`clock`]: time, injectable for tests.
+//! - [`retry`]: the backoff every retry loop uses.
 //! - [`storage`]: the [`storage::ObjectStore`] trait archive backends implement.
+//! - [`tls`]: rustls server and client configurations from PEM files, shared by
+//!   every component that speaks TLS.
 //!
 //! Design decisions: channels are bounded ([`topology::INPUT_CAPACITY`] batches), so
 //! a slow sink slows its transforms, which makes sources push back; nothing queues
@@ -29,10 +32,12 @@ pub mod config;
 pub mod event;
 pub mod metrics;
 pub mod output;
+pub mod retry;
 pub mod storage;
+pub mod tls;
 pub mod topology;
 
-pub use ack::{Ack, AckWaiter};
+pub use ack::{Ack, AckWaiter, Outcome};
 pub use batch::Batch;
 pub use event::{Event, Partition};
 pub use output::Output;

@@ -19,6 +19,7 @@ pub struct Metrics {
     received_events: IntCounterVec,
     received_bytes: IntCounterVec,
     sent_events: IntCounterVec,
+    sent_bytes: IntCounterVec,
     discarded_events: IntCounterVec,
     errors: IntCounterVec,
     http_requests: IntCounterVec,
@@ -30,6 +31,8 @@ pub struct Metrics {
     open_partitions: IntGaugeVec,
     late_events: IntCounterVec,
     upload_retries: IntCounterVec,
+    http_sink_requests: IntCounterVec,
+    http_sink_duration: HistogramVec,
 }
 
 fn labels(extra: &[&'static str]) -> Vec<&'static str> {
@@ -54,20 +57,28 @@ impl Metrics {
                 .expect("unique metric");
             g
         };
-        let upload_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "sediment_archive_upload_duration_seconds",
-                "Time to upload one archive object.",
+        let histogram = |name: &str, help: &str| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    300.0,
+                ]),
+                COMPONENT,
             )
-            .buckets(vec![
-                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-            ]),
-            COMPONENT,
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(upload_duration.clone()))
-            .expect("unique metric");
+            .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let upload_duration = histogram(
+            "sediment_archive_upload_duration_seconds",
+            "Time to upload one archive object.",
+        );
+        let http_sink_duration = histogram(
+            "sediment_http_sink_request_duration_seconds",
+            "Time from sending an HTTP sink request to its answer, per attempt.",
+        );
         Metrics {
             received_events: counter(
                 "sediment_component_received_events_total",
@@ -82,6 +93,11 @@ impl Metrics {
             sent_events: counter(
                 "sediment_component_sent_events_total",
                 "Events sent on by a component.",
+                &[],
+            ),
+            sent_bytes: counter(
+                "sediment_component_sent_bytes_total",
+                "Bytes sent on by a component (for network sinks, as sent on the wire).",
                 &[],
             ),
             discarded_events: counter(
@@ -130,9 +146,15 @@ impl Metrics {
             ),
             upload_retries: counter(
                 "sediment_upload_retries_total",
-                "Failed archive uploads that will be retried.",
+                "Failed uploads (archive objects, HTTP sink requests) that will be retried.",
                 &[],
             ),
+            http_sink_requests: counter(
+                "sediment_http_sink_requests_total",
+                "HTTP sink request attempts, by the receiver's status code (`error` when no answer came).",
+                &["status"],
+            ),
+            http_sink_duration,
             registry,
         }
     }
@@ -165,6 +187,8 @@ pub struct ComponentMetrics {
     pub received_bytes: IntCounter,
     /// `sediment_component_sent_events_total`.
     pub sent_events: IntCounter,
+    /// `sediment_component_sent_bytes_total`.
+    pub sent_bytes: IntCounter,
 }
 
 impl ComponentMetrics {
@@ -179,6 +203,7 @@ impl ComponentMetrics {
             received_events: m.received_events.with_label_values(&l),
             received_bytes: m.received_bytes.with_label_values(&l),
             sent_events: m.sent_events.with_label_values(&l),
+            sent_bytes: m.sent_bytes.with_label_values(&l),
         }
     }
 
@@ -221,6 +246,24 @@ impl ComponentMetrics {
             .with_label_values(&self.with(&[]))
     }
 
+    /// `sediment_upload_retries_total`: attempts that failed and will be retried.
+    pub fn upload_retries(&self) -> IntCounter {
+        Metrics::global()
+            .upload_retries
+            .with_label_values(&self.with(&[]))
+    }
+
+    /// The metrics of an HTTP sink (or of restore's HTTP output).
+    pub fn http_sink(&self) -> HttpSinkMetrics {
+        HttpSinkMetrics {
+            component: self.clone(),
+            duration: Metrics::global()
+                .http_sink_duration
+                .with_label_values(&self.with(&[])),
+            retries: self.upload_retries(),
+        }
+    }
+
     /// The archive metrics of a sink.
     pub fn archive(&self) -> ArchiveMetrics {
         let m = Metrics::global();
@@ -261,4 +304,31 @@ pub struct ArchiveMetrics {
     pub late_events: IntCounter,
     /// Upload attempts that failed and will be retried.
     pub upload_retries: IntCounter,
+}
+
+/// Metric handles of one HTTP sink.
+#[derive(Debug, Clone)]
+pub struct HttpSinkMetrics {
+    component: ComponentMetrics,
+    /// `sediment_http_sink_request_duration_seconds`.
+    pub duration: Histogram,
+    /// `sediment_upload_retries_total`.
+    pub retries: IntCounter,
+}
+
+impl HttpSinkMetrics {
+    /// `sediment_http_sink_requests_total{status}`: `status` is the code, or
+    /// `error` when no answer came (connection failure, timeout).
+    pub fn request(&self, status: Option<u16>) {
+        let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+        Metrics::global()
+            .http_sink_requests
+            .with_label_values(&self.component.with(&[&status]))
+            .inc();
+    }
+
+    /// The component's own handles.
+    pub fn component(&self) -> &ComponentMetrics {
+        &self.component
+    }
 }

@@ -81,6 +81,7 @@ impl RunningTopology {
                 data_dir: config.data_dir.clone(),
                 clock: clock.clone(),
                 shutdown_timeout: config.shutdown_timeout,
+                shutdown: shutdown.clone(),
             };
             let what = format!("{} `{}`", c.kind.as_str(), c.id);
             let id = c.id.clone();

@@ -14,6 +14,8 @@
 //! - [`azure_blob`]: `type: azure_blob`, the archive in an Azure Blob container
 //!   (`azure_storage_blobs` 0.21); block lists above `block_size`, `If-None-Match: *`.
 //! - [`console`]: `type: console`, NDJSON to stdout.
+//! - [`http`]: `type: http`, batches of archive lines POSTed to any HTTP intake,
+//!   acknowledged on `2xx`; its [`http::HttpClient`] also serves restore's HTTP output.
 //!
 //! Design decisions: an acknowledgement completes only after its events are
 //! fsync'd in staging; an object is created only if its name is free, and carries
@@ -25,6 +27,7 @@ pub mod azure_blob;
 pub mod console;
 pub mod file;
 pub mod gcs;
+pub mod http;
 pub mod s3;
 
 /// Every sink type of this crate.
@@ -35,5 +38,6 @@ pub fn factories() -> Vec<sediment_core::component::Factory> {
         gcs::factory(),
         azure_blob::factory(),
         console::factory(),
+        http::factory(),
     ]
 }

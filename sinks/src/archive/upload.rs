@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use sediment_core::metrics::ArchiveMetrics;
+use sediment_core::retry::Backoff;
 use tokio::sync::mpsc;
 
 use super::naming::KeyTemplate;
@@ -93,7 +93,7 @@ impl Uploader {
                 }
                 Err(e) => {
                     self.metrics.upload_retries.inc();
-                    let delay = backoff(attempt);
+                    let delay = UPLOAD_BACKOFF.delay(attempt);
                     attempt = attempt.saturating_add(1);
                     self.log_failure(&e, &segment, delay);
                     tokio::time::sleep(delay).await;
@@ -149,12 +149,11 @@ impl Uploader {
     }
 }
 
-/// Exponential backoff from 200 ms to 60 s with jitter (half fixed, half random).
-fn backoff(attempt: u32) -> Duration {
-    let ceiling = (200u64 << attempt.min(10)).min(60_000);
-    let half = ceiling / 2;
-    Duration::from_millis(half + rand::rng().random_range(0..=half))
-}
+/// Upload retries: from 200 ms up to a minute between attempts.
+const UPLOAD_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_millis(200),
+    max: Duration::from_secs(60),
+};
 
 #[cfg(test)]
 mod tests {
@@ -228,13 +227,5 @@ mod tests {
             .await
             .unwrap()
             .is_some());
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(0) <= Duration::from_millis(200));
-        assert!(backoff(3) >= Duration::from_millis(800));
-        assert!(backoff(30) <= Duration::from_secs(60));
-        assert!(backoff(30) >= Duration::from_secs(30));
     }
 }

@@ -15,7 +15,7 @@ use sediment_core::component::{BuildContext, Source};
 use sediment_core::event::{format_time_ms, now_ms};
 use sediment_core::metrics::ComponentMetrics;
 use sediment_core::output::SendError;
-use sediment_core::{Ack, Batch, Event, Output};
+use sediment_core::{Ack, Batch, Event, Outcome, Output};
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -240,16 +240,26 @@ async fn accept(
     }
     shared.metrics.received_events.inc_by(count as u64);
     shared.metrics.received_bytes.inc_by(received_bytes);
-    if waiter.delivered().await {
-        shared.metrics.sent_events.inc_by(count as u64);
-        (StatusCode::OK, json!({ "accepted": count }))
-    } else {
-        shared.metrics.errors("not_durable").inc();
-        tracing::warn!(source = %shared.id, events = count, "a request could not be made durable; the sender was asked to retry");
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the events could not be stored durably; retry later",
-        )
+    match waiter.outcome().await {
+        Outcome::Delivered => {
+            shared.metrics.sent_events.inc_by(count as u64);
+            (StatusCode::OK, json!({ "accepted": count }))
+        }
+        Outcome::Failed => {
+            shared.metrics.errors("not_durable").inc();
+            tracing::warn!(source = %shared.id, events = count, "a request could not be made durable; the sender was asked to retry");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the events could not be stored durably; retry later",
+            )
+        }
+        Outcome::Rejected => {
+            shared.metrics.errors("rejected_downstream").inc();
+            error(
+                StatusCode::BAD_GATEWAY,
+                "a downstream receiver refused these events for good (sediment's log says why); sending them again will not help until that is fixed",
+            )
+        }
     }
 }
 

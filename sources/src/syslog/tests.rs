@@ -134,6 +134,7 @@ impl Running {
             data_dir: PathBuf::new(),
             clock: Arc::new(SystemClock),
             shutdown_timeout: Duration::from_secs(5),
+            shutdown: Default::default(),
         };
         let (source, address): (Box<dyn Source>, _) = if settings.mode == Mode::Udp {
             let s = udp::UdpSource::bind(settings, &cx).unwrap();
