@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod receiver;
+
 /// The binary under test.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sediment"))
@@ -67,6 +69,10 @@ pub struct Setup {
     pub topology: String,
     pub extra_env: Vec<(String, String)>,
     pub stdout: Stdio,
+    /// Fixed ports (to restart on the same ones); free ports when `None`.
+    pub ports: Option<(u16, u16)>,
+    /// `shutdown_timeout` of the config.
+    pub shutdown_timeout: &'static str,
 }
 
 /// The usual topology: http → hour_partition → file.
@@ -89,7 +95,21 @@ impl Setup {
             topology: default_topology(),
             extra_env: Vec::new(),
             stdout: Stdio::null(),
+            ports: None,
+            shutdown_timeout: "30s",
         }
+    }
+
+    /// Sets `shutdown_timeout`.
+    pub fn shutdown_timeout(mut self, timeout: &'static str) -> Setup {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Listens on these HTTP and API ports instead of free ones.
+    pub fn ports(mut self, http: u16, api: u16) -> Setup {
+        self.ports = Some((http, api));
+        self
     }
 
     pub fn topology(mut self, yaml: &str) -> Setup {
@@ -111,16 +131,16 @@ impl Setup {
 
     /// Writes the config and starts sediment, without waiting for it.
     pub fn spawn(self) -> Sediment {
-        let http_port = free_port();
-        let api_port = free_port();
+        let (http_port, api_port) = self.ports.unwrap_or_else(|| (free_port(), free_port()));
         let config = self.root.join("pipeline.yaml");
         let topology = self
             .topology
             .replace("{HTTP}", &http_port.to_string())
             .replace("{ROOT}", &self.root.display().to_string());
         let text = format!(
-            "data_dir: '{}/data'\nshutdown_timeout: 30s\napi: {{address: '127.0.0.1:{api_port}'}}\n{topology}",
-            self.root.display()
+            "data_dir: '{}/data'\nshutdown_timeout: {}\napi: {{address: '127.0.0.1:{api_port}'}}\n{topology}",
+            self.root.display(),
+            self.shutdown_timeout
         );
         std::fs::write(&config, text).unwrap();
         let log = std::fs::OpenOptions::new()
