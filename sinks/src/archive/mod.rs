@@ -1,6 +1,7 @@
 //! The archive writer shared by every archive sink; backends implement
 //! [`sediment_core::storage::ObjectStore`] (re-exported here).
 
+pub mod cloud;
 pub mod compress;
 pub mod config;
 pub mod file_store;

@@ -17,7 +17,7 @@ use sediment_core::component::{
 use sediment_core::config::{join, ByteSize, ConfigError};
 use serde::Deserialize;
 
-use crate::archive::{parse_archive_sink, ArchiveSettings, ArchiveSink, ObjectStore};
+use crate::archive::{cloud, parse_archive_sink, ArchiveSettings, ArchiveSink, ObjectStore};
 pub use store::AzureBlobStore;
 
 /// Azure allows at most this many blocks per blob.
@@ -123,6 +123,10 @@ fn validate(
     if o.container.is_empty() {
         error("container", "must name a container");
     }
+    let prefix = cloud::parse_prefix(&o.prefix).unwrap_or_else(|e| {
+        error("prefix", &e);
+        String::new()
+    });
     let given = [
         o.connection_string.is_some(),
         o.account_key.is_some(),
@@ -158,10 +162,6 @@ fn validate(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut prefix = o.prefix;
-    if !prefix.is_empty() && !prefix.ends_with('/') {
-        prefix.push('/');
-    }
     Ok(AzureBlobSink {
         azure: AzureBlobSettings {
             sink: cx.id.clone(),
@@ -189,6 +189,15 @@ impl ValidatedSink for AzureBlobSink {
                 .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
         )
     }
+}
+
+/// The shared classification of an Azure answer, for `archive::cloud`'s table test.
+#[cfg(test)]
+pub(crate) fn classify_answer_for_tests(
+    status: u16,
+    code: Option<&str>,
+) -> crate::archive::StorageError {
+    store::classify_answer(status, code)
 }
 
 #[cfg(test)]

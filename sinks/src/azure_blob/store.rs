@@ -7,6 +7,8 @@
 //!   uncommitted blocks of a lost race are garbage-collected by Azure in a week.
 //! - The segment id is blob metadata `sediment_segment_id` (Azure metadata names
 //!   must be C# identifiers, so no dashes); `head` returns it.
+//! - Errors are translated into the shared [`Failure`] and classified and worded
+//!   by [`crate::archive::cloud`].
 
 use std::path::Path;
 use std::time::Duration;
@@ -23,6 +25,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{AzureAuth, AzureBlobSettings};
+use crate::archive::cloud::{self, error_chain, storage_error, Call, Failure};
 use sediment_core::storage::{ObjectInfo, ObjectStore, PutOutcome, StorageError};
 
 /// The metadata name holding the staging segment id.
@@ -123,42 +126,17 @@ impl AzureBlobStore {
 
     fn blob(&self, key: &str) -> BlobClient {
         self.container
-            .blob_client(format!("{}{key}", self.azure.prefix))
+            .blob_client(cloud::full_name(&self.azure.prefix, key))
     }
 
     fn error(&self, permission: &str, e: azure_core::Error) -> StorageError {
-        let (sink, location) = (&self.azure.sink, self.location());
-        match e.kind() {
-            ErrorKind::HttpResponse { status, error_code } => {
-                let status = *status as u16;
-                let code = error_code
-                    .clone()
-                    .unwrap_or_else(|| format!("HTTP {status}"));
-                let verb = if matches!(status, 401 | 403) {
-                    "denied"
-                } else {
-                    "failed"
-                };
-                let message = format!("sink {sink}: {location}: {permission} {verb}: {code}");
-                let transient = status >= 500
-                    || matches!(status, 408 | 429)
-                    || matches!(
-                        code.as_str(),
-                        "ServerBusy" | "OperationTimedOut" | "InternalError"
-                    );
-                if transient {
-                    StorageError::Transient(message)
-                } else {
-                    StorageError::Permanent(message)
-                }
-            }
-            ErrorKind::Credential => StorageError::Permanent(format!(
-                "sink {sink}: {location}: {permission} failed: no credential token: {e}"
-            )),
-            _ => StorageError::Transient(format!(
-                "sink {sink}: {location}: {permission} failed: {e}"
-            )),
-        }
+        let location = self.location();
+        let call = Call {
+            sink: &self.azure.sink,
+            location: &location,
+            permission,
+        };
+        classify(call, &e)
     }
 
     fn metadata(segment_id: &str) -> Metadata {
@@ -202,9 +180,7 @@ impl ObjectStore for AzureBlobStore {
         source: &Path,
         segment_id: &str,
     ) -> Result<PutOutcome, StorageError> {
-        let local = |e: std::io::Error| {
-            StorageError::Transient(format!("cannot read staged file {}: {e}", source.display()))
-        };
+        let local = |e: std::io::Error| cloud::staged_file_error(source, e);
         let mut file = tokio::fs::File::open(source).await.map_err(local)?;
         let size = file.metadata().await.map_err(local)?.len();
         let blob = self.blob(key);
@@ -270,11 +246,7 @@ impl ObjectStore for AzureBlobStore {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.error("list (List Blobs)", e))?;
             for blob in page.blobs.blobs() {
-                let key = blob
-                    .name
-                    .strip_prefix(&self.azure.prefix)
-                    .unwrap_or(&blob.name);
-                keys.push(key.to_owned());
+                keys.extend(cloud::key_of(&self.azure.prefix, &blob.name).map(str::to_owned));
             }
         }
         keys.sort();
@@ -299,4 +271,40 @@ impl ObjectStore for AzureBlobStore {
 
 fn is_not_found(e: &azure_core::Error) -> bool {
     matches!(e.kind(), ErrorKind::HttpResponse { status, .. } if *status as u16 == 404)
+}
+
+/// Translates an `azure_core` error into the shared [`Failure`] and words it.
+fn classify(call: Call<'_>, e: &azure_core::Error) -> StorageError {
+    match e.kind() {
+        ErrorKind::HttpResponse { status, error_code } => {
+            let failure = Failure::Answered {
+                status: *status as u16,
+                code: error_code.as_deref(),
+            };
+            storage_error(call, failure, "")
+        }
+        ErrorKind::Credential => storage_error(
+            call,
+            Failure::Credentials { timed_out: false },
+            &format!("no credential token: {}", error_chain(e)),
+        ),
+        _ => storage_error(call, Failure::NoAnswer, &error_chain(e)),
+    }
+}
+
+/// [`classify`] of the error `azure_core` gives for an answer `status` with `code`.
+#[cfg(test)]
+pub(crate) fn classify_answer(status: u16, code: Option<&str>) -> StorageError {
+    let status = azure_core::StatusCode::try_from(status).expect("a valid status");
+    let kind = ErrorKind::HttpResponse {
+        status,
+        error_code: code.map(str::to_owned),
+    };
+    let e = azure_core::Error::message(kind, "the service's message");
+    let call = Call {
+        sink: "archive",
+        location: "azure://a/c/",
+        permission: "write (test)",
+    };
+    classify(call, &e)
 }

@@ -20,7 +20,7 @@ use sediment_core::component::{
 use sediment_core::config::{join, ByteSize, ConfigError};
 use serde::Deserialize;
 
-use crate::archive::{parse_archive_sink, ArchiveSettings, ArchiveSink, ObjectStore};
+use crate::archive::{cloud, parse_archive_sink, ArchiveSettings, ArchiveSink, ObjectStore};
 pub use store::GcsStore;
 
 /// Resumable upload chunks must be multiples of this (GCS rule).
@@ -117,6 +117,10 @@ fn validate(cx: &ParseContext, value: serde_yaml::Value) -> Result<GcsSink, Vec<
             "must name a bucket",
         ));
     }
+    let prefix = cloud::parse_prefix(&o.prefix).unwrap_or_else(|e| {
+        errors.push(ConfigError::new(join(&cx.path, "prefix"), e));
+        String::new()
+    });
     let chunk_size = o.chunk_size.get();
     if chunk_size == 0 || chunk_size % CHUNK_GRANULE != 0 {
         errors.push(ConfigError::new(
@@ -138,10 +142,6 @@ fn validate(cx: &ParseContext, value: serde_yaml::Value) -> Result<GcsSink, Vec<
     };
     if !errors.is_empty() {
         return Err(errors);
-    }
-    let mut prefix = o.prefix;
-    if !prefix.is_empty() && !prefix.ends_with('/') {
-        prefix.push('/');
     }
     Ok(GcsSink {
         gcs: GcsSettings {
@@ -171,6 +171,15 @@ impl ValidatedSink for GcsSink {
                 .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
         )
     }
+}
+
+/// The shared classification of a GCS answer, for `archive::cloud`'s table test.
+#[cfg(test)]
+pub(crate) fn classify_answer_for_tests(
+    status: u16,
+    code: Option<&str>,
+) -> crate::archive::StorageError {
+    store::classify_answer(status, code)
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 //! multipart request whose body streams from the staging file; larger ones as a
 //! resumable upload in `chunk_size` pieces read one at a time (GCS checks the
 //! precondition when the session opens and when it completes). The segment id
-//! is custom metadata `sediment-segment-id`, which `head` returns.
+//! is custom metadata `sediment-segment-id`, which `head` returns. Errors are
+//! translated into the shared [`Failure`] and classified and worded by
+//! [`crate::archive::cloud`].
 //!
 //! Emulator caveat: fake-gcs-server 1.54 honours `ifGenerationMatch` on
 //! multipart uploads but ignores it on resumable sessions (fixed upstream after
@@ -31,6 +33,7 @@ use gcloud_storage::http::Error;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{GcsAuth, GcsSettings};
+use crate::archive::cloud::{self, error_chain, storage_error, Call, Failure};
 use sediment_core::storage::{ObjectInfo, ObjectStore, PutOutcome, StorageError};
 
 /// The custom metadata key holding the staging segment id.
@@ -89,55 +92,17 @@ impl GcsStore {
     }
 
     fn name(&self, key: &str) -> String {
-        format!("{}{key}", self.gcs.prefix)
+        cloud::full_name(&self.gcs.prefix, key)
     }
 
     fn error(&self, permission: &str, e: Error) -> StorageError {
         let location = self.location();
-        let sink = &self.gcs.sink;
-        match e {
-            Error::Response(r) => {
-                let verb = if matches!(r.code, 401 | 403) {
-                    "denied"
-                } else {
-                    "failed"
-                };
-                let reason = r
-                    .errors
-                    .first()
-                    .map(|i| i.reason.clone())
-                    .filter(|r| !r.is_empty())
-                    .unwrap_or_else(|| format!("HTTP {}", r.code));
-                let message = format!(
-                    "sink {sink}: {location}: {permission} {verb}: {reason} ({})",
-                    r.message
-                );
-                if r.is_retriable() {
-                    StorageError::Transient(message)
-                } else {
-                    StorageError::Permanent(message)
-                }
-            }
-            Error::HttpClient(e) if e.status().is_some_and(|s| s.is_client_error()) => {
-                let status = e.status().map_or(0, |s| s.as_u16());
-                let verb = if matches!(status, 401 | 403) {
-                    "denied"
-                } else {
-                    "failed"
-                };
-                let message =
-                    format!("sink {sink}: {location}: {permission} {verb}: HTTP {status}");
-                if matches!(status, 408 | 429) {
-                    StorageError::Transient(message)
-                } else {
-                    StorageError::Permanent(message)
-                }
-            }
-            other => StorageError::Transient(format!(
-                "sink {sink}: {location}: {permission} failed: {}",
-                error_chain(&other)
-            )),
-        }
+        let call = Call {
+            sink: &self.gcs.sink,
+            location: &location,
+            permission,
+        };
+        classify(call, &e)
     }
 
     async fn upload(
@@ -149,11 +114,11 @@ impl GcsStore {
         const WRITE: &str = "write (storage.objects.create)";
         let mut file = tokio::fs::File::open(source)
             .await
-            .map_err(|e| local_error(source, e))?;
+            .map_err(|e| cloud::staged_file_error(source, e))?;
         let size = file
             .metadata()
             .await
-            .map_err(|e| local_error(source, e))?
+            .map_err(|e| cloud::staged_file_error(source, e))?
             .len();
         let request = UploadObjectRequest {
             bucket: self.gcs.bucket.clone(),
@@ -198,10 +163,10 @@ impl GcsStore {
             let mut chunk = vec![0u8; length as usize];
             file.seek(std::io::SeekFrom::Start(offset))
                 .await
-                .map_err(|e| local_error(source, e))?;
+                .map_err(|e| cloud::staged_file_error(source, e))?;
             file.read_exact(&mut chunk)
                 .await
-                .map_err(|e| local_error(source, e))?;
+                .map_err(|e| cloud::staged_file_error(source, e))?;
             let range = ChunkSize::new(offset, offset + length - 1, Some(size));
             match session.upload_multiple_chunk(chunk, &range).await {
                 Ok(UploadStatus::Ok(_)) => return Ok(PutOutcome::Created),
@@ -268,8 +233,7 @@ impl ObjectStore for GcsStore {
                 .await
                 .map_err(|e| self.error("list (storage.objects.list)", e))?;
             for o in page.items.unwrap_or_default() {
-                let key = o.name.strip_prefix(&self.gcs.prefix).unwrap_or(&o.name);
-                keys.push(key.to_owned());
+                keys.extend(cloud::key_of(&self.gcs.prefix, &o.name).map(str::to_owned));
             }
             match page.next_page_token {
                 Some(token) if !token.is_empty() => request.page_token = Some(token),
@@ -306,18 +270,54 @@ impl ObjectStore for GcsStore {
     }
 }
 
-fn local_error(path: &Path, e: std::io::Error) -> StorageError {
-    StorageError::Transient(format!("cannot read staged file {}: {e}", path.display()))
+/// Translates a `gcloud-storage` error into the shared [`Failure`] and words it.
+fn classify(call: Call<'_>, e: &Error) -> StorageError {
+    match e {
+        Error::Response(r) => {
+            let code = r.errors.first().map(|i| i.reason.as_str());
+            let failure = Failure::Answered {
+                status: r.code,
+                code,
+            };
+            storage_error(call, failure, &r.message)
+        }
+        Error::HttpClient(inner) | Error::RawResponse(inner, _) if inner.status().is_some() => {
+            let status = inner.status().map_or(0, |s| s.as_u16());
+            let failure = Failure::Answered { status, code: None };
+            storage_error(call, failure, "")
+        }
+        Error::TokenSource(_) => storage_error(
+            call,
+            Failure::Credentials { timed_out: false },
+            &format!("cannot get a Google access token: {}", error_chain(e)),
+        ),
+        other => storage_error(call, Failure::NoAnswer, &error_chain(other)),
+    }
 }
 
-/// `Display` of an error and its sources, `: `-joined.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+/// [`classify`] of the error `gcloud-storage` gives for an answer `status` with `code`.
+#[cfg(test)]
+pub(crate) fn classify_answer(status: u16, code: Option<&str>) -> StorageError {
+    use gcloud_storage::http::error::{ErrorResponse, ErrorResponseItem};
+    let errors = code
+        .map(|reason| ErrorResponseItem {
+            domain: "global".into(),
+            location: None,
+            location_type: None,
+            message: "the service's message".into(),
+            reason: reason.into(),
+        })
+        .into_iter()
+        .collect();
+    let e = Error::Response(ErrorResponse {
+        code: status,
+        errors,
+        message: "the service's message".into(),
+    });
+    let call = Call {
+        sink: "archive",
+        location: "gs://b/",
+        permission: "write (test)",
+    };
+    classify(call, &e)
 }

@@ -19,7 +19,7 @@ use sediment_core::component::{
 use sediment_core::config::{join, ByteSize, ConfigError};
 use serde::Deserialize;
 
-use crate::archive::{parse_archive_sink, ArchiveSettings, ArchiveSink, ObjectStore};
+use crate::archive::{cloud, parse_archive_sink, ArchiveSettings, ArchiveSink, ObjectStore};
 pub use store::S3Store;
 
 /// Smallest part S3 accepts in a multipart upload (except the last one).
@@ -139,6 +139,10 @@ fn validate(cx: &ParseContext, value: serde_yaml::Value) -> Result<S3Sink, Vec<C
     if o.bucket.is_empty() {
         error("bucket", "must name a bucket");
     }
+    let prefix = cloud::parse_prefix(&o.prefix).unwrap_or_else(|e| {
+        error("prefix", &e);
+        String::new()
+    });
     let static_keys = match (o.access_key_id, o.secret_access_key) {
         (Some(id), Some(secret)) => Some((id, secret, o.session_token)),
         (None, None) => {
@@ -196,10 +200,6 @@ fn validate(cx: &ParseContext, value: serde_yaml::Value) -> Result<S3Sink, Vec<C
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut prefix = o.prefix;
-    if !prefix.is_empty() && !prefix.ends_with('/') {
-        prefix.push('/');
-    }
     let force_path_style = o.force_path_style.unwrap_or(o.endpoint.is_some());
     Ok(S3Sink {
         s3: S3Settings {
@@ -231,6 +231,15 @@ impl ValidatedSink for S3Sink {
         let store: Arc<dyn ObjectStore> = Arc::new(S3Store::connect(self.s3.clone()).await);
         Some(Ok(store))
     }
+}
+
+/// The shared classification of an S3 answer, for `archive::cloud`'s table test.
+#[cfg(test)]
+pub(crate) fn classify_answer_for_tests(
+    status: u16,
+    code: Option<&str>,
+) -> crate::archive::StorageError {
+    store::classify_answer(status, code)
 }
 
 #[cfg(test)]

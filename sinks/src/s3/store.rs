@@ -6,10 +6,8 @@
 //!   [`PutOutcome::AlreadyExists`]). Parts are streamed from the staging file at
 //!   their offset, one at a time, so memory stays at about one part's buffers.
 //! - The segment id travels as `x-amz-meta-sediment-segment-id`; `head` returns it.
-//! - Errors are classified for the uploader's retry policy: timeouts, connection
-//!   failures, 5xx and throttling are transient; denied access, a missing bucket
-//!   or bad keys are permanent, with one sentence naming the sink, bucket and the
-//!   permission that failed.
+//! - Errors are translated into the shared [`Failure`] and classified and worded
+//!   by [`crate::archive::cloud`], the one retry policy of the three cloud backends.
 
 use std::path::Path;
 use std::time::Duration;
@@ -27,6 +25,7 @@ use aws_sdk_s3::types::{
 use aws_sdk_s3::Client;
 
 use super::S3Settings;
+use crate::archive::cloud::{self, error_chain, storage_error, Call, Failure};
 use sediment_core::storage::{ObjectInfo, ObjectStore, PutOutcome, StorageError};
 
 /// The metadata key (without `x-amz-meta-`) holding the staging segment id.
@@ -92,7 +91,7 @@ impl S3Store {
     }
 
     fn full_key(&self, key: &str) -> String {
-        format!("{}{key}", self.s3.prefix)
+        cloud::full_name(&self.s3.prefix, key)
     }
 
     fn sse(&self) -> Option<ServerSideEncryption> {
@@ -106,32 +105,22 @@ impl S3Store {
         self.s3.storage_class.as_deref().map(StorageClass::from)
     }
 
-    /// One sentence for a failed call: sink, location, permission, provider code.
+    /// One sentence for a failed call, classified by the shared policy.
     fn error<E>(&self, permission: &str, e: SdkError<E, HttpResponse>) -> StorageError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        if let Some((timed_out, cause)) = credentials_error(&e) {
-            // Not the bucket's answer: the request never left. A refused role or
-            // no credentials at all need the operator (logged as such, and still
-            // retried); a provider that timed out is transient.
-            let how = match &self.s3.assume_role {
-                Some((role, _)) => format!("cannot assume role {role}"),
-                None => "cannot get AWS credentials".to_owned(),
-            };
-            let message = format!(
-                "sink {}: {}: {permission} failed: {how}: {}",
-                self.s3.sink,
-                self.location(),
-                error_chain(cause)
-            );
-            return if timed_out {
-                StorageError::Transient(message)
-            } else {
-                StorageError::Permanent(message)
-            };
-        }
-        classify(&self.s3.sink, &self.location(), permission, e)
+        let location = self.location();
+        let call = Call {
+            sink: &self.s3.sink,
+            location: &location,
+            permission,
+        };
+        classify(
+            call,
+            self.s3.assume_role.as_ref().map(|(role, _)| role.as_str()),
+            &e,
+        )
     }
 
     async fn put_single(
@@ -142,7 +131,7 @@ impl S3Store {
     ) -> Result<PutOutcome, StorageError> {
         let body = ByteStream::from_path(source)
             .await
-            .map_err(|e| local_error(source, e))?;
+            .map_err(|e| cloud::staged_file_error(source, e))?;
         let result = self
             .client
             .put_object()
@@ -226,7 +215,7 @@ impl S3Store {
                 .length(Length::Exact(length))
                 .build()
                 .await
-                .map_err(|e| local_error(source, e))?;
+                .map_err(|e| cloud::staged_file_error(source, e))?;
             let uploaded = self
                 .client
                 .upload_part()
@@ -284,7 +273,7 @@ impl ObjectStore for S3Store {
     ) -> Result<PutOutcome, StorageError> {
         let size = tokio::fs::metadata(source)
             .await
-            .map_err(|e| local_error(source, e))?
+            .map_err(|e| cloud::staged_file_error(source, e))?
             .len();
         if size > self.s3.part_size {
             self.put_multipart(key, source, size, segment_id).await
@@ -325,12 +314,10 @@ impl ObjectStore for S3Store {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.error("list (ListBucket)", e))?;
-            for object in page.contents() {
-                if let Some(key) = object.key() {
-                    let key = key.strip_prefix(&self.s3.prefix).unwrap_or(key);
-                    keys.push(key.to_owned());
-                }
-            }
+            let listed = page.contents().iter().filter_map(|o| o.key());
+            keys.extend(
+                listed.filter_map(|name| cloud::key_of(&self.s3.prefix, name).map(str::to_owned)),
+            );
         }
         keys.sort();
         Ok(keys)
@@ -346,11 +333,14 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| self.error("read (GetObject)", e))?;
         let bytes = out.body.collect().await.map_err(|e| {
-            StorageError::Transient(format!(
-                "sink {}: {}{key}: read (GetObject) was cut short: {e}",
-                self.s3.sink,
-                self.location()
-            ))
+            let location = format!("{}{key}", self.location());
+            let call = Call {
+                sink: &self.s3.sink,
+                location: &location,
+                permission: "read (GetObject)",
+            };
+            let detail = format!("the body was cut short: {}", error_chain(&e));
+            storage_error(call, Failure::NoAnswer, &detail)
         })?;
         Ok(bytes.into_bytes().to_vec())
     }
@@ -395,86 +385,70 @@ fn credentials_error<'a>(
     None
 }
 
-fn local_error(path: &Path, e: impl std::fmt::Display) -> StorageError {
-    StorageError::Transient(format!("cannot read staged file {}: {e}", path.display()))
-}
-
-/// Codes that name a transient condition whatever their status.
-const TRANSIENT_CODES: &[&str] = &[
-    "RequestTimeout",
-    "RequestTimeTooSkewed",
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestThrottled",
-    "TooManyRequestsException",
-    "InternalError",
-    "ServiceUnavailable",
-    "OperationAborted",
-];
-
-/// Classifies an SDK error and writes the sentence the operator reads.
-fn classify<E>(
-    sink: &str,
-    location: &str,
-    permission: &str,
-    e: SdkError<E, HttpResponse>,
-) -> StorageError
+/// Translates an SDK error into the shared [`Failure`] and words it.
+///
+/// A request that failed for want of credentials never reached the bucket: a
+/// refused role or no credentials at all need the operator; a provider that
+/// timed out is transient. `role` is the configured `assume_role`, if any.
+fn classify<E>(call: Call<'_>, role: Option<&str>, e: &SdkError<E, HttpResponse>) -> StorageError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match &e {
-        // A success status whose body the SDK cannot decode (no error code in
-        // it; S3's "200 with an <Error> body" has one and is classified by it):
-        // the call may have taken effect, so retry, and the retry's `head`
-        // finds the segment id.
-        SdkError::ServiceError(s) if s.raw().status().is_success() && s.err().code().is_none() => {
-            StorageError::Transient(format!(
-                "sink {sink}: {location}: {permission} answered HTTP {} with a body the S3 client cannot read: {}",
-                s.raw().status().as_u16(),
-                error_chain(s.err())
-            ))
-        }
+    if let Some((timed_out, cause)) = credentials_error(e) {
+        let how = match role {
+            Some(role) => format!("cannot assume role {role}"),
+            None => "cannot get AWS credentials".to_owned(),
+        };
+        let detail = format!("{how}: {}", error_chain(cause));
+        return storage_error(call, Failure::Credentials { timed_out }, &detail);
+    }
+    match e {
         SdkError::ServiceError(s) => {
-            let code = s.err().code().unwrap_or("").to_owned();
             let status = s.raw().status().as_u16();
-            let code = if code.is_empty() {
-                format!("HTTP {status}")
-            } else {
-                code
+            let code = s.err().code();
+            // A success status whose body the SDK cannot decode says nothing
+            // itself: the chain tells what was wrong with the body. (S3's "200
+            // with an <Error> body" has a code and is classified by it.)
+            let detail = match (code, s.raw().status().is_success()) {
+                (None, true) => error_chain(s.err()),
+                _ => s.err().message().unwrap_or_default().to_owned(),
             };
-            let verb = if status == 403 { "denied" } else { "failed" };
-            let detail = s
-                .err()
-                .message()
-                .map(|m| format!(" ({m})"))
-                .unwrap_or_default();
-            let message = format!("sink {sink}: {location}: {permission} {verb}: {code}{detail}");
-            if status >= 500 || status == 429 || TRANSIENT_CODES.contains(&code.as_str()) {
-                StorageError::Transient(message)
-            } else {
-                StorageError::Permanent(message)
-            }
+            storage_error(call, Failure::Answered { status, code }, &detail)
         }
-        SdkError::ConstructionFailure(_) => StorageError::Permanent(format!(
-            "sink {sink}: {location}: {permission} failed: the request cannot be built: {}",
-            error_chain(&e)
-        )),
-        _ => StorageError::Transient(format!(
-            "sink {sink}: {location}: {permission} failed: {}",
-            error_chain(&e)
-        )),
+        SdkError::ResponseError(r) => storage_error(
+            call,
+            Failure::Answered {
+                status: r.raw().status().as_u16(),
+                code: None,
+            },
+            &error_chain(e),
+        ),
+        SdkError::ConstructionFailure(_) => {
+            storage_error(call, Failure::Unbuildable, &error_chain(e))
+        }
+        _ => storage_error(call, Failure::NoAnswer, &error_chain(e)),
     }
 }
 
-/// `Display` of an error and its sources, `: `-joined (the SDK's top level says little).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+/// [`classify`] of the SDK error S3 gives for an answer `status` with `code`.
+#[cfg(test)]
+pub(crate) fn classify_answer(status: u16, code: Option<&str>) -> StorageError {
+    use aws_sdk_s3::error::ErrorMetadata;
+    use aws_sdk_s3::operation::put_object::PutObjectError;
+    use aws_sdk_s3::primitives::SdkBody;
+    let mut meta = ErrorMetadata::builder();
+    if let Some(code) = code {
+        meta = meta.code(code).message("the service's message");
     }
-    text
+    let raw = HttpResponse::new(
+        aws_smithy_runtime_api::http::StatusCode::try_from(status).expect("a valid status"),
+        SdkBody::empty(),
+    );
+    let e = SdkError::service_error(PutObjectError::generic(meta.build()), raw);
+    let call = Call {
+        sink: "archive",
+        location: "s3://b/",
+        permission: "write (test)",
+    };
+    classify(call, None, &e)
 }

@@ -58,7 +58,7 @@ fn defaults_use_the_default_chain_and_virtual_hosted_style() {
 fn bad_options_name_their_field() {
     let errors = check(
         "{bucket: '', access_key_id: AK, server_side_encryption: DES, storage_class: COLD,
-          part_size: 1MiB, external_id: x}",
+          part_size: 1MiB, external_id: x, prefix: '../up'}",
     )
     .unwrap_err()
     .join("\n");
@@ -69,6 +69,7 @@ fn bad_options_name_their_field() {
         "sinks.archive.storage_class",
         "sinks.archive.part_size",
         "sinks.archive.external_id",
+        "sinks.archive.prefix",
     ] {
         assert!(
             errors.contains(expected),
