@@ -31,6 +31,7 @@ pub struct Metrics {
     open_partitions: IntGaugeVec,
     late_events: IntCounterVec,
     upload_retries: IntCounterVec,
+    damaged_members: IntCounterVec,
     http_sink_requests: IntCounterVec,
     http_sink_duration: HistogramVec,
 }
@@ -147,6 +148,11 @@ impl Metrics {
             upload_retries: counter(
                 "sediment_upload_retries_total",
                 "Failed uploads (archive objects, HTTP sink requests) that will be retried.",
+                &[],
+            ),
+            damaged_members: counter(
+                "sediment_archive_damaged_members_total",
+                "Staged members dropped because their checksum failed (at recovery or before upload).",
                 &[],
             ),
             http_sink_requests: counter(
@@ -281,6 +287,7 @@ impl ComponentMetrics {
             open_partitions: m.open_partitions.with_label_values(&l),
             late_events: m.late_events.with_label_values(&l),
             upload_retries: m.upload_retries.with_label_values(&l),
+            damaged_members: m.damaged_members.with_label_values(&l),
         }
     }
 }
@@ -304,6 +311,8 @@ pub struct ArchiveMetrics {
     pub late_events: IntCounter,
     /// Upload attempts that failed and will be retried.
     pub upload_retries: IntCounter,
+    /// Staged members dropped as damaged.
+    pub damaged_members: IntCounter,
 }
 
 /// Metric handles of one HTTP sink.

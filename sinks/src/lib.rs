@@ -3,9 +3,12 @@
 //! # Layout
 //! - [`archive`]: the archive writer every archive sink shares — staging segments of
 //!   gzip members in `data_dir` ([`archive::staging`], [`archive::member`]), group
-//!   commit ([`archive::writer`]), object naming ([`archive::naming`]), idempotent
-//!   uploads with retries ([`archive::upload`]). A storage backend implements
-//!   the narrow [`archive::ObjectStore`] trait (defined in core).
+//!   commit ([`archive::writer`]), recovery that keeps every intact member of a
+//!   damaged segment ([`archive::recovery`]), object naming ([`archive::naming`]),
+//!   verified, idempotent uploads with retries ([`archive::upload`]). A storage
+//!   backend implements the narrow [`archive::ObjectStore`] trait (defined in
+//!   core); the cloud ones share one retry policy, error wording and prefix rule
+//!   ([`archive::cloud`]).
 //! - [`file`]: `type: file`, the archive in a local folder.
 //! - [`s3`]: `type: s3`, the archive in an S3 bucket (`aws-sdk-s3`); multipart
 //!   uploads above `part_size`, conditional create with `If-None-Match: *`.

@@ -5,14 +5,16 @@
 //! version u8 = 1 | kind u8 (0 head, 1 data) | segment id [16] | payload length u32 LE | body crc32 u32 LE
 //! ```
 //!
-//! `body crc32` covers the deflate payload and the 8-byte gzip trailer, so recovery
-//! can check a member without inflating it: the file is walked header to header
-//! and cut at the first member that is short or whose checksum fails (a torn write).
+//! `body crc32` covers the header before it, the deflate payload and the 8-byte
+//! gzip trailer, so recovery can check a member without inflating it: the file
+//! is walked header to header, damaged members are dropped and the walk
+//! resynchronises on the next intact one (see [`super::recovery`]).
+//! A member never declares more than [`MAX_PAYLOAD_LEN`] bytes (larger input is
+//! split into several members), so a damaged length field is recognised as
+//! such instead of being believed.
 //! The *head* member opens every segment: it has an empty payload and names the
 //! segment, so an uploaded object says which segment it came from — that is how a
 //! restart recognises an upload it already made.
-
-use std::io::Read;
 
 use std::cell::RefCell;
 
@@ -21,10 +23,26 @@ use libdeflater::{CompressionLvl, Compressor};
 /// Bytes of a sediment member header.
 pub const HEADER_LEN: usize = 10 + 2 + 4 + SD_LEN;
 const SD_LEN: usize = 1 + 1 + 16 + 4 + 4;
-const TRAILER_LEN: usize = 8;
+/// Bytes of the gzip trailer (crc32 and size of the uncompressed data).
+pub const TRAILER_LEN: usize = 8;
 const FLG_FEXTRA: u8 = 0x04;
 /// Where the checksum field starts; it covers everything before it and the body.
 const CRC_AT: usize = HEADER_LEN - 4;
+/// The first bytes of every sediment member: gzip magic, deflate, `FEXTRA` only.
+pub const MAGIC: [u8; 4] = [0x1f, 0x8b, 8, FLG_FEXTRA];
+/// The largest payload a member may declare; a header claiming more is damaged.
+pub const MAX_PAYLOAD_LEN: u32 = 1 << 30;
+/// Input above this is split into several members, so that even incompressible
+/// data stays far below [`MAX_PAYLOAD_LEN`].
+const MAX_MEMBER_INPUT: usize = 256 << 20;
+
+/// A checksum over a member's header (up to its checksum field), to be fed its
+/// payload and trailer; [`MemberHeader::body_crc`] is what it must finish at.
+pub fn body_hasher(header: &[u8; HEADER_LEN]) -> crc32fast::Hasher {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header[..CRC_AT]);
+    crc
+}
 
 fn member_crc(header: &[u8], body: &[u8]) -> u32 {
     let mut crc = crc32fast::Hasher::new();
@@ -61,9 +79,29 @@ impl MemberHeader {
     }
 }
 
-/// Compresses `data` into one data member.
+/// Compresses `data` into one data member, or into several concatenated ones
+/// when it is larger than 256 MiB (cut after a newline where there is one).
 pub fn encode_data(data: &[u8], level: u32) -> Vec<u8> {
-    encode(MemberKind::Data, data, level)
+    encode_split(data, level, MAX_MEMBER_INPUT)
+}
+
+fn encode_split(data: &[u8], level: u32, max_input: usize) -> Vec<u8> {
+    if data.len() <= max_input {
+        return encode(MemberKind::Data, data, level);
+    }
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(max_input);
+        if cut < rest.len() {
+            if let Some(nl) = rest[..cut].iter().rposition(|b| *b == b'\n') {
+                cut = nl + 1;
+            }
+        }
+        out.extend(encode(MemberKind::Data, &rest[..cut], level));
+        rest = &rest[cut..];
+    }
+    out
 }
 
 /// The head member of segment `id`.
@@ -132,7 +170,7 @@ pub fn head_len() -> u64 {
 /// Parses a sediment member header; `None` when `bytes` does not start with one.
 pub fn parse_header(bytes: &[u8]) -> Option<MemberHeader> {
     let h = bytes.get(..HEADER_LEN)?;
-    let fixed = h[0] == 0x1f && h[1] == 0x8b && h[2] == 8 && h[3] == FLG_FEXTRA;
+    let fixed = h[..4] == MAGIC;
     let sd = h[10..12] == ((4 + SD_LEN) as u16).to_le_bytes()
         && h[12..16] == [b'S', b'D', SD_LEN as u8, 0]
         && h[16] == 1;
@@ -144,54 +182,22 @@ pub fn parse_header(bytes: &[u8]) -> Option<MemberHeader> {
         1 => MemberKind::Data,
         _ => return None,
     };
+    let payload_len = u32::from_le_bytes(h[34..38].try_into().expect("4 bytes"));
+    if payload_len > MAX_PAYLOAD_LEN {
+        return None;
+    }
     Some(MemberHeader {
         kind,
-        payload_len: u32::from_le_bytes(h[34..38].try_into().expect("4 bytes")),
+        payload_len,
         body_crc: u32::from_le_bytes(h[38..42].try_into().expect("4 bytes")),
     })
-}
-
-/// The length of the longest prefix of `reader` made of whole, intact members.
-///
-/// Reads the stream once; never inflates.
-pub fn valid_prefix_len(reader: &mut impl Read) -> std::io::Result<u64> {
-    let mut valid = 0u64;
-    let mut header = [0u8; HEADER_LEN];
-    let mut body = Vec::new();
-    loop {
-        if !read_full(reader, &mut header)? {
-            return Ok(valid);
-        }
-        let Some(h) = parse_header(&header) else {
-            return Ok(valid);
-        };
-        body.resize(h.payload_len as usize + TRAILER_LEN, 0);
-        if !read_full(reader, &mut body)? || member_crc(&header[..CRC_AT], &body) != h.body_crc {
-            return Ok(valid);
-        }
-        valid += h.total_len();
-    }
-}
-
-/// Fills `buf`; `false` if the stream ended first.
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<bool> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => return Ok(false),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use flate2::read::MultiGzDecoder;
-    use proptest::prelude::*;
+    use std::io::Read;
 
     fn gunzip(bytes: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -223,40 +229,22 @@ mod tests {
     }
 
     #[test]
-    fn detects_corruption_inside_a_member() {
-        let (mut bytes, ends) = file(&[b"first line\n", b"second line\n"]);
-        let mid = (ends[1] + ends[2]) / 2;
-        bytes[mid] ^= 0xff;
-        assert_eq!(valid_prefix_len(&mut &bytes[..]).unwrap(), ends[1] as u64);
-    }
-
-    proptest! {
-        /// Cut a small staging file at every byte offset: recovery keeps exactly the
-        /// whole members before the cut, and they decode to the matching prefix.
-        #[test]
-        fn truncation_at_every_offset_keeps_whole_members(
-            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 1..5)
-        ) {
-            let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
-            let (bytes, ends) = file(&refs);
-            for cut in 0..=bytes.len() {
-                let valid = valid_prefix_len(&mut &bytes[..cut]).unwrap() as usize;
-                let whole = ends.iter().copied().filter(|e| *e <= cut).max().unwrap_or(0);
-                prop_assert_eq!(valid, whole);
-                let members = ends.iter().filter(|e| **e <= cut).count();
-                let expected: Vec<u8> = chunks.iter().take(members.saturating_sub(1)).flatten().copied().collect();
-                prop_assert_eq!(gunzip(&bytes[..valid]), expected);
-            }
-        }
-
-        /// Garbage after whole members is cut off, whatever it is.
-        #[test]
-        fn garbage_tail_is_cut(tail in proptest::collection::vec(any::<u8>(), 0..100)) {
-            let (mut bytes, ends) = file(&[b"line\n"]);
-            bytes.extend(&tail);
-            let valid = valid_prefix_len(&mut &bytes[..]).unwrap() as usize;
-            prop_assert!(valid >= ends[1]);
-            prop_assert_eq!(gunzip(&bytes[..valid]), b"line\n".to_vec());
-        }
+    fn input_above_the_member_limit_is_split_at_a_newline() {
+        let line = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
+        let data: Vec<u8> = line.iter().copied().cycle().take(4096 + 1000).collect();
+        let bytes = encode_split(&data, 1, 4096);
+        let first = parse_header(&bytes).unwrap();
+        let second = parse_header(&bytes[first.total_len() as usize..]).unwrap();
+        assert_eq!(first.total_len() + second.total_len(), bytes.len() as u64);
+        assert_eq!(gunzip(&bytes), data);
+        let mut first_data = Vec::new();
+        MultiGzDecoder::new(&bytes[..first.total_len() as usize])
+            .read_to_end(&mut first_data)
+            .unwrap();
+        assert_eq!(
+            first_data.len(),
+            4096 / line.len() * line.len(),
+            "cut after a newline"
+        );
     }
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod file_store;
 pub mod member;
 pub mod naming;
+pub mod recovery;
 pub mod staging;
 pub mod upload;
 pub mod writer;

@@ -3,18 +3,38 @@
 //!
 //! A segment is `{hour}-{deadline}-{id}.open` while it takes appends and is renamed
 //! to `.sealed` (atomically, directory fsync'd) before its upload starts, so a
-//! segment that may already be uploaded is never appended to again. Recovery cuts
-//! an open segment back to its last intact member (see [`super::member`]).
+//! segment that may already be uploaded is never appended to again. Recovery
+//! keeps every intact member of an open segment (see [`super::recovery`]): a torn
+//! last write is cut, damage elsewhere is dropped member by member and the
+//! segment rewritten; sealed segments are checked the same way before upload
+//! ([`verify_sealed`]), so every archive object is valid gzip.
+//!
+//! A staging folder removed while sediment runs (`rm -rf`) leaves open segments
+//! as unlinked files that still take writes: [`Staging::append`] checks after
+//! its fsync that each touched segment is still linked, fails the round (its
+//! senders are told to retry) and rewrites every open segment's durable bytes
+//! from its still-open descriptor into a recreated folder, so nothing
+//! acknowledged is lost. Files are created `0600` and the folder `0700`:
+//! staged logs are nobody else's business.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
 use super::file_store::sync_dir;
 use super::member;
+use super::recovery::{self, Scan};
+
+/// Mode of staging files: readable by sediment only.
+const FILE_MODE: u32 = 0o600;
+/// Mode of staging folders.
+const DIR_MODE: u32 = 0o700;
+/// Extension of a repaired copy being written; a leftover one is deleted.
+const REPAIR_EXT: &str = "repair";
 
 /// Compressed events bound for one hour, from one commit round.
 #[derive(Debug)]
@@ -57,6 +77,17 @@ struct OpenSegment {
     len: u64,
 }
 
+/// What [`Staging::open`] found.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The staging state, open segments resumed.
+    pub staging: Staging,
+    /// Sealed segments waiting for upload.
+    pub sealed: Vec<SealedSegment>,
+    /// Damaged members dropped from open segments.
+    pub damaged_members: u64,
+}
+
 /// The open segments of one sink.
 #[derive(Debug)]
 pub struct Staging {
@@ -90,21 +121,26 @@ fn parse_name(path: &Path) -> Option<Name> {
 
 impl Staging {
     /// Opens (creating) the staging folder and recovers what a previous run left:
-    /// open segments are cut back to their last whole member and resumed; sealed
-    /// ones are returned for upload.
-    pub fn open(dir: &Path, max_open: usize) -> io::Result<(Staging, Vec<SealedSegment>)> {
-        fs::create_dir_all(dir)?;
+    /// open segments keep every intact member and are resumed; sealed ones are
+    /// returned for upload (they are checked just before it).
+    pub fn open(dir: &Path, max_open: usize) -> io::Result<Recovered> {
+        create_dir(dir)?;
         let mut staging = Staging {
             dir: dir.to_owned(),
             open: HashMap::new(),
             max_open: max_open.max(1),
         };
         let mut sealed = Vec::new();
+        let mut damaged_members = 0;
         let mut paths: Vec<PathBuf> = fs::read_dir(dir)?
             .map(|e| e.map(|e| e.path()))
             .collect::<io::Result<_>>()?;
         paths.sort();
         for path in paths {
+            if path.extension().is_some_and(|e| e == REPAIR_EXT) {
+                fs::remove_file(&path)?; // a repair cut short; the original is intact
+                continue;
+            }
             let Some(name) = parse_name(&path) else {
                 continue;
             };
@@ -118,26 +154,32 @@ impl Staging {
                 });
                 continue;
             }
-            let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
-            let valid = member::valid_prefix_len(&mut io::BufReader::new(&mut file))?;
-            if valid <= member::head_len() {
-                // Only a head member (or less) survived: nothing acknowledged lived here.
+            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let scan = recovery::scan(&file)?;
+            recovery::log_damage(&path, &scan);
+            damaged_members += scan.dropped_members();
+            if scan.data_members == 0 {
+                // No intact data member: nothing acknowledged survives here.
                 drop(file);
                 fs::remove_file(&path)?;
                 continue;
             }
-            if valid < file.metadata()?.len() {
-                tracing::warn!(segment = %path.display(), kept_bytes = valid, "cut a torn write off a staging segment");
-                file.set_len(valid)?;
+            let (mut file, len) = if scan.is_clean() {
+                (file, scan.len)
+            } else if let (true, Some(tail)) = (scan.only_torn_tail(), scan.torn_tail) {
+                file.set_len(tail)?;
                 file.sync_all()?;
-            }
+                (file, tail)
+            } else {
+                repair(&path, &file, &scan, name.id)?
+            };
             file.seek(SeekFrom::End(0))?;
             let segment = OpenSegment {
                 path,
                 file,
                 id: name.id,
                 deadline: name.deadline,
-                len: valid,
+                len,
             };
             if let Some(previous) = staging.open.insert(name.hour, segment) {
                 // Two open segments of one hour cannot come from a clean run; keep both, safely.
@@ -149,7 +191,11 @@ impl Staging {
             }
         }
         sync_dir(dir)?;
-        Ok((staging, sealed))
+        Ok(Recovered {
+            staging,
+            sealed,
+            damaged_members,
+        })
     }
 
     /// Number of open segments.
@@ -203,6 +249,19 @@ impl Staging {
             if !created.is_empty() {
                 sync_dir(&self.dir)?;
             }
+            // Durable only if still linked: a removed folder takes writes silently.
+            for (hour, _) in &touched {
+                let segment = &self.open[hour];
+                if !is_linked(segment)? {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!(
+                            "the staging segment {} was removed while in use",
+                            segment.path.display()
+                        ),
+                    ));
+                }
+            }
             Ok(())
         })();
         match result {
@@ -230,6 +289,9 @@ impl Staging {
                         }
                     }
                 }
+                if let Err(restore) = self.restore_unlinked() {
+                    tracing::error!(folder = %self.dir.display(), error = %restore, "cannot restore removed staging segments; will try again");
+                }
                 // Evicted segments were sealed durably; the caller still uploads them.
                 if !evicted.is_empty() {
                     tracing::debug!(
@@ -242,16 +304,49 @@ impl Staging {
         }
     }
 
+    /// Rewrites every open segment that is no longer linked (its folder or file
+    /// was removed) from its open descriptor, recreating the folder. Returns how
+    /// many were restored.
+    pub fn restore_unlinked(&mut self) -> io::Result<usize> {
+        let mut restored = 0;
+        for segment in self.open.values_mut() {
+            if is_linked(segment)? {
+                continue;
+            }
+            create_dir(&self.dir)?;
+            let tmp = segment.path.with_extension(REPAIR_EXT);
+            let mut copy = create_file(&tmp)?;
+            let mut chunk = vec![0u8; recovery::CHUNK];
+            let mut at = 0u64;
+            while at < segment.len {
+                let n = (segment.len - at).min(chunk.len() as u64) as usize;
+                let got = recovery::Source::read_at(&segment.file, &mut chunk[..n], at)?;
+                if got == 0 {
+                    break;
+                }
+                copy.write_all(&chunk[..got])?;
+                at += got as u64;
+            }
+            copy.sync_all()?;
+            fs::rename(&tmp, &segment.path)?;
+            sync_dir(&self.dir)?;
+            tracing::warn!(segment = %segment.path.display(), bytes = at, "a staging segment was removed while in use; rewrote its durable data");
+            segment.file = copy;
+            segment.len = at;
+            restored += 1;
+        }
+        Ok(restored)
+    }
+
     fn create(&mut self, hour: i64, deadline: i64) -> io::Result<()> {
         let id = Uuid::now_v7();
         let path = self
             .dir
             .join(format!("{hour}-{deadline}-{}.open", id.simple()));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        if !self.dir.is_dir() {
+            create_dir(&self.dir)?;
+        }
+        let mut file = create_file(&path)?;
         file.write_all(&member::encode_head(*id.as_bytes()))?;
         self.open.insert(
             hour,
@@ -294,6 +389,13 @@ impl Staging {
 
     /// Seals the open segment of `hour` for upload (`None` if it holds no data).
     pub fn seal(&mut self, hour: i64) -> io::Result<Option<SealedSegment>> {
+        if self
+            .open
+            .get(&hour)
+            .is_some_and(|s| !is_linked(s).unwrap_or(true))
+        {
+            self.restore_unlinked()?;
+        }
         match self.open.remove(&hour) {
             Some(segment) => self.seal_segment(hour, segment),
             None => Ok(None),
@@ -314,8 +416,10 @@ impl Staging {
         } = segment;
         drop(file);
         if len <= member::head_len() {
-            fs::remove_file(&path)?;
-            return Ok(None);
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => return Ok(None),
+            }
         }
         let sealed = path.with_extension("sealed");
         fs::rename(&path, &sealed)?;
@@ -329,88 +433,87 @@ impl Staging {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use flate2::read::MultiGzDecoder;
-    use std::io::Read;
-
-    const HOUR: i64 = 1_763_780_400;
-
-    fn gunzip(path: &Path) -> String {
-        let mut out = String::new();
-        MultiGzDecoder::new(File::open(path).unwrap())
-            .read_to_string(&mut out)
-            .unwrap();
-        out
+/// Whether `segment`'s descriptor is still the file at its path.
+fn is_linked(segment: &OpenSegment) -> io::Result<bool> {
+    let open = segment.file.metadata()?;
+    if open.nlink() == 0 {
+        return Ok(false);
     }
-
-    fn append(hour: i64, text: &str) -> Append {
-        Append {
-            hour,
-            deadline_if_new: hour + 4200,
-            member: member::encode_data(text.as_bytes(), 6),
-        }
-    }
-
-    #[test]
-    fn appends_seal_and_recover() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut staging, sealed) = Staging::open(dir.path(), 8).unwrap();
-        assert!(sealed.is_empty());
-        staging
-            .append(&[append(HOUR, "a\n"), append(HOUR + 3600, "b\n")])
-            .unwrap();
-        staging.append(&[append(HOUR, "c\n")]).unwrap();
-        assert_eq!(staging.open_count(), 2);
-        assert_eq!(staging.due(HOUR + 4199), Vec::<i64>::new());
-        assert_eq!(staging.due(HOUR + 4200), vec![HOUR]);
-
-        let s = staging.seal(HOUR).unwrap().unwrap();
-        assert_eq!(gunzip(&s.path), "a\nc\n");
-        drop(staging);
-
-        // A torn write after the last commit is cut off at restart; the sealed segment is handed back.
-        let open = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().unwrap() == "open")
-            .unwrap();
-        OpenOptions::new()
-            .append(true)
-            .open(&open)
-            .unwrap()
-            .write_all(&member::encode_data(b"torn\n", 6)[..20])
-            .unwrap();
-        let (mut staging, sealed) = Staging::open(dir.path(), 8).unwrap();
-        assert_eq!(sealed, vec![s]);
-        staging.append(&[append(HOUR + 3600, "d\n")]).unwrap();
-        let s2 = staging.seal(HOUR + 3600).unwrap().unwrap();
-        assert_eq!(gunzip(&s2.path), "b\nd\n");
-    }
-
-    #[test]
-    fn bound_on_open_segments_seals_the_earliest_due() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut staging, _) = Staging::open(dir.path(), 2).unwrap();
-        staging
-            .append(&[append(HOUR, "a\n"), append(HOUR + 3600, "b\n")])
-            .unwrap();
-        let evicted = staging.append(&[append(HOUR + 7200, "c\n")]).unwrap();
-        assert_eq!(evicted.len(), 1);
-        assert_eq!(evicted[0].hour, HOUR);
-        assert_eq!(staging.open_count(), 2);
-    }
-
-    #[test]
-    fn a_segment_with_only_its_head_is_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut staging, _) = Staging::open(dir.path(), 2).unwrap();
-        staging.create(HOUR, HOUR + 1).unwrap();
-        drop(staging);
-        let (staging, sealed) = Staging::open(dir.path(), 2).unwrap();
-        assert!(sealed.is_empty());
-        assert_eq!(staging.open_count(), 0);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    match fs::metadata(&segment.path) {
+        Ok(at_path) => Ok(at_path.ino() == open.ino() && at_path.dev() == open.dev()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
     }
 }
+
+/// Creates `dir` (and missing parents) readable by sediment only.
+fn create_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+}
+
+/// Creates (or truncates) a staging file readable by sediment only.
+fn create_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(path)
+}
+
+/// Replaces the segment at `path` by its repaired copy (see [`recovery::rewrite`]).
+fn repair(path: &Path, file: &File, scan: &Scan, id: Uuid) -> io::Result<(File, u64)> {
+    let tmp = path.with_extension(REPAIR_EXT);
+    let mut copy = create_file(&tmp)?;
+    let len = recovery::rewrite(file, scan, *id.as_bytes(), &mut copy)?;
+    fs::rename(&tmp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    Ok((copy, len))
+}
+
+/// What [`verify_sealed`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// Every member intact; upload as is.
+    Intact,
+    /// Damaged members were dropped and the segment rewritten; upload the rest.
+    Repaired {
+        /// Members dropped.
+        dropped: u64,
+    },
+    /// No intact data member survives: the file is deleted, nothing to upload.
+    Empty {
+        /// Members dropped.
+        dropped: u64,
+    },
+}
+
+/// Checks every member of a sealed segment before its upload; a damaged one is
+/// rewritten with its intact members only (each loss logged), so the object
+/// made from it is valid gzip. Updates `segment.size`.
+pub fn verify_sealed(segment: &mut SealedSegment) -> io::Result<Verified> {
+    let file = File::open(&segment.path)?;
+    let scan = recovery::scan(&file)?;
+    if scan.is_clean() {
+        segment.size = scan.len;
+        return Ok(Verified::Intact);
+    }
+    recovery::log_damage(&segment.path, &scan);
+    // In a sealed segment even a torn tail is damage: it was fsync'd whole.
+    let dropped = scan.dropped_members() + u64::from(scan.torn_tail.is_some());
+    if scan.data_members == 0 {
+        drop(file);
+        fs::remove_file(&segment.path)?;
+        return Ok(Verified::Empty { dropped });
+    }
+    let (_, len) = repair(&segment.path, &file, &scan, segment.id)?;
+    segment.size = len;
+    Ok(Verified::Repaired { dropped })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,9 @@
-//! Finalising sealed segments into objects: idempotent naming and retry forever.
+//! Finalising sealed segments into objects: verified first, idempotent naming,
+//! retried forever.
+//!
+//! Each segment's members are checked before its first upload attempt
+//! ([`verify_sealed`]): a damaged one is rewritten with its intact members, so an
+//! object is always valid gzip, and what was dropped is logged and counted.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +14,7 @@ use sediment_core::retry::Backoff;
 use tokio::sync::mpsc;
 
 use super::naming::KeyTemplate;
-use super::staging::SealedSegment;
+use super::staging::{verify_sealed, SealedSegment, Verified};
 use sediment_core::storage::{ObjectStore, PutOutcome, StorageError};
 
 /// Uploads sealed segments one after another, in the order they were sealed.
@@ -61,8 +66,58 @@ impl Uploader {
         }
     }
 
+    /// Checks `segment`'s members, rewriting it without damaged ones; `false`
+    /// when nothing is left to upload. Retries reading errors with backoff.
+    async fn verify(&mut self, segment: &mut SealedSegment) -> bool {
+        let mut attempt = 0u32;
+        loop {
+            let mut checked = segment.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let verified = verify_sealed(&mut checked);
+                (checked, verified)
+            })
+            .await;
+            let (checked, verified) = match result {
+                Ok(r) => r,
+                Err(e) => (segment.clone(), Err(std::io::Error::other(e))),
+            };
+            let before = segment.data_bytes();
+            *segment = checked;
+            match verified {
+                Ok(Verified::Intact) => return true,
+                Ok(Verified::Repaired { dropped }) => {
+                    self.metrics.damaged_members.inc_by(dropped);
+                    self.metrics
+                        .staged_bytes
+                        .sub(before.saturating_sub(segment.data_bytes()) as i64);
+                    return true;
+                }
+                Ok(Verified::Empty { dropped }) => {
+                    self.metrics.damaged_members.inc_by(dropped);
+                    self.metrics.staged_bytes.sub(before as i64);
+                    tracing::warn!(sink = %self.sink, segment = %segment.path.display(), "no intact member left in a staging segment; nothing to upload");
+                    return false;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.metrics.staged_bytes.sub(before as i64);
+                    tracing::error!(sink = %self.sink, segment = %segment.path.display(), "a sealed staging segment was removed before its upload; its events are lost");
+                    return false;
+                }
+                Err(e) => {
+                    let delay = UPLOAD_BACKOFF.delay(attempt);
+                    attempt = attempt.saturating_add(1);
+                    tracing::warn!(sink = %self.sink, segment = %segment.path.display(), retry_in = ?delay, error = %e, "cannot check a staging segment before upload, will retry");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
     /// Makes `segment` an object, retrying with backoff until it is, then deletes it locally.
-    async fn finalise(&mut self, segment: SealedSegment) {
+    async fn finalise(&mut self, mut segment: SealedSegment) {
+        if !self.verify(&mut segment).await {
+            return;
+        }
         let mut attempt = 0u32;
         loop {
             let started = Instant::now();

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use super::compress::{compress, Compressed};
 use super::config::ArchiveSettings;
-use super::staging::{Append, SealedSegment, Staging};
+use super::staging::{Append, Recovered, SealedSegment, Staging};
 use super::upload::Uploader;
 use sediment_core::storage::ObjectStore;
 
@@ -60,13 +60,18 @@ impl ArchiveSink {
         store: Arc<dyn ObjectStore>,
     ) -> anyhow::Result<ArchiveSink> {
         let dir = cx.data_dir.join(&cx.id).join("staging");
-        let (staging, recovered) = Staging::open(&dir, MAX_OPEN_SEGMENTS).with_context(|| {
+        let Recovered {
+            staging,
+            sealed: recovered,
+            damaged_members,
+        } = Staging::open(&dir, MAX_OPEN_SEGMENTS).with_context(|| {
             format!(
                 "cannot open or recover the staging folder {}",
                 dir.display()
             )
         })?;
         let metrics = cx.metrics.archive();
+        metrics.damaged_members.inc_by(damaged_members);
         metrics.staged_bytes.set(
             (staging.open_bytes() + recovered.iter().map(SealedSegment::data_bytes).sum::<u64>())
                 as i64,
@@ -220,6 +225,12 @@ impl ArchiveSink {
         }
         let result = self
             .with_staging(move |staging| {
+                if appends.is_empty() {
+                    // A tick: notice a removed staging folder even without traffic.
+                    if let Err(e) = staging.restore_unlinked() {
+                        tracing::error!(error = %e, "cannot restore removed staging segments; will try again");
+                    }
+                }
                 let appended = staging.append(&appends);
                 let mut sealed = Vec::new();
                 let mut seal_error = None;
