@@ -49,36 +49,107 @@ impl Partition {
     }
 }
 
+/// How a source stamps the objects it built: everything about the reserved
+/// fields that is the same for a whole request or batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp<'a> {
+    /// Fields tried, in order, for the event time when `_ts` is absent or bad.
+    pub timestamp_fields: &'a [String],
+    /// The arrival time, used when no field gives an event time.
+    pub now_ms: i64,
+    /// sediment's `_meta` for these events.
+    pub meta: &'a Value,
+    /// Keep a client's `_meta` when it is an object (`trust_meta: true`, for
+    /// re-ingesting restored lines); otherwise `meta` always replaces it.
+    pub trust_meta: bool,
+}
+
+/// Reserved fields a client sent that stamping had to replace, counted per
+/// request or batch for the source's metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replaced {
+    /// `_id` values that were not a non-empty string.
+    pub ids: u64,
+    /// `_ts` values that did not parse as a plausible time.
+    pub timestamps: u64,
+    /// Client `_meta` values dropped: any, unless trusted; a non-object when trusted.
+    pub metas: u64,
+}
+
 impl Event {
-    /// Builds an event from a JSON object, stamping the reserved fields.
-    ///
-    /// `_id` and a parseable `_ts` are kept when present (so re-ingesting a restored
-    /// line keeps its identity); otherwise `_id` is a new UUIDv7 and `_ts` comes from
-    /// the first of `timestamp_fields` that parses, else `now_ms`. `_meta` is set to
-    /// `meta` unless the object already carries one.
+    /// Builds an event from a JSON object with an authoritative `_meta`; see
+    /// [`Event::stamp_with`] for the rules.
     pub fn stamp(
-        mut fields: Map<String, Value>,
+        fields: Map<String, Value>,
         timestamp_fields: &[String],
         now_ms: i64,
         meta: &Value,
     ) -> Event {
-        let existing_ts = fields.get(TS_FIELD).and_then(parse_time_ms);
-        let time_ms = existing_ts
+        let stamp = Stamp {
+            timestamp_fields,
+            now_ms,
+            meta,
+            trust_meta: false,
+        };
+        Event::stamp_with(fields, &stamp, &mut Replaced::default())
+    }
+
+    /// Builds an event from a JSON object, setting the reserved fields:
+    ///
+    /// - `_id` is kept when it is a non-empty string (re-ingesting a restored line
+    ///   keeps its identity); anything else is replaced by a new UUIDv7 and counted.
+    /// - `_ts` is always written as RFC 3339 UTC with milliseconds: a client's `_ts`
+    ///   that parses (RFC 3339 with any offset, epoch seconds or milliseconds) is
+    ///   rewritten in that form; one that does not is counted and replaced by the
+    ///   first of `timestamp_fields` that parses, else the arrival time. So one
+    ///   column of the archive never mixes JSON types or zones.
+    /// - `_meta` is sediment's: `stamp.meta` replaces whatever the client sent, unless
+    ///   `trust_meta` is set and the client's `_meta` is an object. A dropped client
+    ///   `_meta` is counted.
+    pub fn stamp_with(
+        mut fields: Map<String, Value>,
+        stamp: &Stamp<'_>,
+        replaced: &mut Replaced,
+    ) -> Event {
+        let client_ts = fields.get(TS_FIELD).map(parse_time_ms);
+        if client_ts == Some(None) {
+            replaced.timestamps += 1;
+        }
+        let time_ms = client_ts
+            .flatten()
             .or_else(|| {
-                timestamp_fields
+                stamp
+                    .timestamp_fields
                     .iter()
                     .find_map(|name| fields.get(name.as_str()).and_then(parse_time_ms))
             })
-            .unwrap_or(now_ms);
-        let has_id = matches!(fields.get(ID_FIELD), Some(Value::String(s)) if !s.is_empty());
-        if !has_id {
-            fields.insert(ID_FIELD.into(), Value::String(new_id()));
+            .unwrap_or(stamp.now_ms);
+        match fields.get_mut(ID_FIELD) {
+            Some(Value::String(s)) if !s.is_empty() => {}
+            Some(other) => {
+                replaced.ids += 1;
+                *other = Value::String(new_id());
+            }
+            None => {
+                fields.insert(ID_FIELD.into(), Value::String(new_id()));
+            }
         }
-        if existing_ts.is_none() {
-            fields.insert(TS_FIELD.into(), Value::String(format_time_ms(time_ms)));
+        let ts = Value::String(format_time_ms(time_ms));
+        match fields.get_mut(TS_FIELD) {
+            Some(slot) => *slot = ts,
+            None => {
+                fields.insert(TS_FIELD.into(), ts);
+            }
         }
-        if !fields.contains_key(META_FIELD) {
-            fields.insert(META_FIELD.into(), meta.clone());
+        match fields.get_mut(META_FIELD) {
+            Some(Value::Object(_)) if stamp.trust_meta => {}
+            Some(slot) => {
+                replaced.metas += 1;
+                *slot = stamp.meta.clone();
+            }
+            None => {
+                fields.insert(META_FIELD.into(), stamp.meta.clone());
+            }
         }
         Event {
             fields,
@@ -183,7 +254,7 @@ mod tests {
     }
 
     #[test]
-    fn stamp_adds_reserved_fields_and_keeps_existing_ones() {
+    fn stamp_adds_reserved_fields_and_keeps_a_restored_identity() {
         let meta = json!({"source": "in"});
         let ts_fields = vec!["time".to_string()];
         let e = Event::stamp(
@@ -197,10 +268,26 @@ mod tests {
         assert_eq!(e.fields["_meta"], meta);
         assert_eq!(e.fields["_id"].as_str().unwrap().len(), 36);
 
-        let again = Event::stamp(e.fields.clone(), &ts_fields, 5, &json!({"source": "other"}));
+        let other = json!({"source": "other"});
+        let trusting = Stamp {
+            timestamp_fields: &ts_fields,
+            now_ms: 5,
+            meta: &other,
+            trust_meta: true,
+        };
+        let mut replaced = Replaced::default();
+        let again = Event::stamp_with(e.fields.clone(), &trusting, &mut replaced);
         assert_eq!(
             again.fields, e.fields,
-            "a restored line keeps _id, _ts and _meta"
+            "with trust_meta a restored line keeps _id, _ts and _meta"
+        );
+        assert_eq!(replaced, Replaced::default());
+
+        let untrusted = Event::stamp(e.fields.clone(), &ts_fields, 5, &other);
+        assert_eq!(untrusted.fields["_id"], e.fields["_id"]);
+        assert_eq!(
+            untrusted.fields["_meta"], other,
+            "sediment's _meta wins by default"
         );
 
         let no_time = Event::stamp(
@@ -210,6 +297,110 @@ mod tests {
             &meta,
         );
         assert_eq!(no_time.time_ms, 1_700_000_000_123);
+    }
+
+    #[test]
+    fn forged_or_malformed_meta_is_replaced_and_counted() {
+        let meta = json!({"source": "in", "remote_addr": "10.0.0.1:1"});
+        for (trust, client, kept) in [
+            (
+                false,
+                json!({"source": "spoofed", "remote_addr": "1.2.3.4:5"}),
+                false,
+            ),
+            (false, json!("a string"), false),
+            (true, json!({"source": "restored"}), true),
+            (true, json!("a string"), false),
+            (true, Value::Null, false),
+            (true, json!([1, 2]), false),
+        ] {
+            let stamp = Stamp {
+                timestamp_fields: &[],
+                now_ms: 1_700_000_000_000,
+                meta: &meta,
+                trust_meta: trust,
+            };
+            let mut replaced = Replaced::default();
+            let e = Event::stamp_with(
+                fields(json!({"msg": "x", "_meta": client.clone()})),
+                &stamp,
+                &mut replaced,
+            );
+            let expected = if kept { client.clone() } else { meta.clone() };
+            assert_eq!(
+                e.fields["_meta"], expected,
+                "trust {trust}, client {client}"
+            );
+            assert_eq!(
+                replaced.metas,
+                u64::from(!kept),
+                "trust {trust}, client {client}"
+            );
+        }
+    }
+
+    #[test]
+    fn ts_is_always_rfc3339_utc_millis_and_bad_ids_and_times_are_counted() {
+        let stamp = Stamp {
+            timestamp_fields: &["time".to_string()],
+            now_ms: 1_700_000_000_000,
+            meta: &Value::Null,
+            trust_meta: false,
+        };
+        let normalised = "2023-11-14T22:13:20.000Z";
+        for client_ts in [
+            json!(1_700_000_000),
+            json!(1_700_000_000_000i64),
+            json!("1700000000"),
+            json!("2023-11-15T03:13:20+05:00"),
+            json!("2023-11-14T22:13:20.000471Z"),
+            json!(normalised),
+        ] {
+            let mut replaced = Replaced::default();
+            let e = Event::stamp_with(
+                fields(json!({"_ts": client_ts.clone()})),
+                &stamp,
+                &mut replaced,
+            );
+            assert_eq!(e.fields["_ts"], json!(normalised), "from {client_ts}");
+            assert_eq!(e.time_ms, 1_700_000_000_000);
+            assert_eq!(replaced, Replaced::default(), "from {client_ts}");
+        }
+
+        let mut replaced = Replaced::default();
+        let e = Event::stamp_with(
+            fields(json!({"_ts": "last tuesday", "time": 1_600_000_000, "_id": 42})),
+            &stamp,
+            &mut replaced,
+        );
+        assert_eq!(
+            e.fields["_ts"],
+            json!("2020-09-13T12:26:40.000Z"),
+            "falls back to `time`"
+        );
+        assert_eq!(e.fields["_id"].as_str().map(str::len), Some(36));
+        for bad in [json!(""), json!(null), json!({"a": 1})] {
+            Event::stamp_with(
+                fields(json!({"_ts": [], "_id": bad})),
+                &stamp,
+                &mut replaced,
+            );
+        }
+        assert_eq!(
+            replaced,
+            Replaced {
+                ids: 4,
+                timestamps: 4,
+                metas: 0
+            }
+        );
+        let kept = Event::stamp_with(
+            fields(json!({"_id": "01HZX-restored"})),
+            &stamp,
+            &mut replaced,
+        );
+        assert_eq!(kept.fields["_id"], "01HZX-restored");
+        assert_eq!(replaced.ids, 4);
     }
 
     #[test]

@@ -48,6 +48,10 @@ struct HttpOptions {
     /// Fields tried, in order, for the event time.
     #[serde(default = "default_timestamp_fields")]
     timestamp_fields: Vec<String>,
+    /// Keep a client's `_meta` object instead of replacing it with sediment's
+    /// (for re-ingesting restored lines); never on `/logs/ingest`.
+    #[serde(default)]
+    trust_meta: bool,
 }
 
 /// `auth:` — bearer tokens or one basic-auth user.
@@ -106,6 +110,8 @@ pub struct HttpSettings {
     pub headers: Vec<String>,
     /// Event-time fields.
     pub timestamp_fields: Vec<String>,
+    /// Keep a client's `_meta` object on `path` (never on `/logs/ingest`).
+    pub trust_meta: bool,
 }
 
 /// Registry entry for `type: http`.
@@ -161,6 +167,7 @@ fn parse(cx: &ParseContext, value: serde_yaml::Value) -> Result<Validated, Vec<C
         auth: o.auth,
         headers: o.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
         timestamp_fields: o.timestamp_fields,
+        trust_meta: o.trust_meta,
     })))
 }
 

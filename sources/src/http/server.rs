@@ -12,7 +12,7 @@ use axum::routing::post;
 use axum::Router;
 use base64::Engine;
 use sediment_core::component::{BuildContext, Source};
-use sediment_core::event::{format_time_ms, now_ms};
+use sediment_core::event::{format_time_ms, now_ms, Replaced, Stamp};
 use sediment_core::metrics::ComponentMetrics;
 use sediment_core::output::SendError;
 use sediment_core::{Ack, Batch, Event, Outcome, Output};
@@ -192,18 +192,31 @@ async fn accept(
         .map(str::to_owned);
     let meta = request_meta(shared, peer, query, headers);
     let timestamp_fields = shared.settings.timestamp_fields.clone();
-    let parsed = tokio::task::spawn_blocking(move || -> Result<Vec<Event>, BodyError> {
+    // Mezmo's lines carry their own `meta`; `_meta` there is always sediment's, so
+    // the server's hostname and tags cannot be replaced by a line.
+    let trust_meta = shared.settings.trust_meta && format != Format::Mezmo;
+    let parsed = tokio::task::spawn_blocking(move || -> Result<_, BodyError> {
         let body = decode::decode(&raw, encoding.as_deref(), max)?;
         let objects = decode::parse(&body, format)?;
-        let now = now_ms();
-        Ok(objects
+        let stamp = Stamp {
+            timestamp_fields: &timestamp_fields,
+            now_ms: now_ms(),
+            meta: &meta,
+            trust_meta,
+        };
+        let mut replaced = Replaced::default();
+        let events: Vec<Event> = objects
             .into_iter()
-            .map(|o| Event::stamp(o, &timestamp_fields, now, &meta))
-            .collect())
+            .map(|o| Event::stamp_with(o, &stamp, &mut replaced))
+            .collect();
+        Ok((events, replaced))
     })
     .await;
     let events = match parsed {
-        Ok(Ok(events)) => events,
+        Ok(Ok((events, replaced))) => {
+            count_replaced(&shared.metrics, replaced);
+            events
+        }
         Ok(Err(BodyError::Malformed(m))) => {
             shared.metrics.errors("bad_request").inc();
             return error(StatusCode::BAD_REQUEST, m);
@@ -259,6 +272,19 @@ async fn accept(
                 StatusCode::BAD_GATEWAY,
                 "a downstream receiver refused these events for good (sediment's log says why); sending them again will not help until that is fixed",
             )
+        }
+    }
+}
+
+/// Counts reserved fields a client sent that had to be replaced.
+fn count_replaced(metrics: &ComponentMetrics, replaced: Replaced) {
+    for (error_type, n) in [
+        ("replaced_id", replaced.ids),
+        ("replaced_ts", replaced.timestamps),
+        ("replaced_meta", replaced.metas),
+    ] {
+        if n > 0 {
+            metrics.errors(error_type).inc_by(n);
         }
     }
 }

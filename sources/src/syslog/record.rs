@@ -1,6 +1,6 @@
 //! From one framed message to one event: its fields, `_ts` and `_meta`.
 
-use sediment_core::event::{new_id, ID_FIELD, META_FIELD, TS_FIELD};
+use sediment_core::event::{new_id, Replaced, Stamp, ID_FIELD, META_FIELD, TS_FIELD};
 use sediment_core::Event;
 use serde_json::{Map, Value};
 
@@ -193,10 +193,17 @@ impl EventBuilder {
         );
         meta.insert("syslog".into(), Value::Object(syslog));
         fields.insert(META_FIELD.into(), Value::Object(meta));
-        // `_ts` (when plausible), `_id` and `_meta` are set, so stamping keeps them; an
-        // implausible header time (before 1971, a device without a clock) becomes the
-        // receive time here, like any other source's.
-        Event::stamp(fields, &[], arrival.now_ms, &Value::Null)
+        // `_id` and `_meta` are sediment's own here (built above, never from the
+        // sender), so stamping is told to keep them; `_ts` is rewritten and an
+        // implausible header time (before 1971, a device without a clock) becomes
+        // the receive time, like any other source's.
+        let stamp = Stamp {
+            timestamp_fields: &[],
+            now_ms: arrival.now_ms,
+            meta: &Value::Null,
+            trust_meta: true,
+        };
+        Event::stamp_with(fields, &stamp, &mut Replaced::default())
     }
 }
 
