@@ -33,6 +33,65 @@ pub enum Command {
     Validate(ConfigArgs),
     /// Test each archive sink's storage: write, list and read back `sediment-verified`.
     CheckStorage(CheckStorageArgs),
+    /// Read a sink's archive back for a time range, to stdout, a file or a URL.
+    Restore(Box<RestoreArgs>),
+}
+
+/// Arguments of `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Where the configuration is.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The archive sink whose archive is read (its storage and key layout).
+    #[arg(long, value_name = "ID")]
+    pub sink: String,
+    /// Start of the range, included: RFC 3339, a date, epoch seconds, `now`, or `-6h`.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub from: String,
+    /// End of the range, excluded (same forms as --from).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub to: String,
+    /// Only lines matching this query (the exclusion rules' language, docs/queries.md).
+    #[arg(long, value_name = "QUERY")]
+    pub query: Option<String>,
+    /// `-` (stdout), a file (`.gz` → gzip), or an http(s):// URL to POST to.
+    #[arg(long, value_name = "-|PATH|URL", default_value = "-")]
+    pub output: String,
+    /// List what would be read (objects, bytes, requests, storage classes) and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stop after this many lines written.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Objects downloaded at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub parallel: usize,
+    /// Write at most this many lines per second.
+    #[arg(long, value_name = "LINES_PER_S")]
+    pub rate: Option<f64>,
+    /// Key layout of another vendor's archive: strftime fields, {account_id}, {part}, `*`
+    /// [default: the sink's key_template].
+    #[arg(long, value_name = "TEMPLATE")]
+    pub layout: Option<String>,
+    /// The field holding each line's id.
+    #[arg(long, value_name = "FIELD", default_value = "_id")]
+    pub id_field: String,
+    /// The field holding each line's time.
+    #[arg(long, value_name = "FIELD", default_value = "_ts")]
+    pub time_field: String,
+    /// Skip objects in cold storage (S3 Glacier, Azure Archive) instead of refusing.
+    #[arg(long)]
+    pub skip_cold: bool,
+    /// Write every copy of a line, not only the first of each id.
+    #[arg(long)]
+    pub no_dedup: bool,
+    /// Memory for the ids of one hour before they spill to disk under data_dir.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB")]
+    pub dedup_memory: String,
+    /// Ignore this restore's checkpoint and start over (overwriting a file output).
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 /// Arguments of `check-storage`.

@@ -4,6 +4,7 @@
 mod api;
 mod check_storage;
 mod cli;
+mod restore;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     let command = cli.command.unwrap_or(Command::Run(cli.run));
     let result = match command {
+        // Restore has exit codes of its own (2 for usage, 130 when interrupted).
+        Command::Restore(args) => return restore::restore(*args),
         Command::Validate(args) => validate(&args.config_path()),
         Command::Run(args) => run(&args.config_path()),
         Command::CheckStorage(args) => {

@@ -114,6 +114,13 @@ pub trait ValidatedSink: Send + Sync + std::fmt::Debug {
     /// Opens storage, recovers staged state; errors here stop start-up.
     async fn build(self: Box<Self>, cx: &BuildContext) -> anyhow::Result<Box<dyn Sink>>;
 
+    /// The key layout of an archive sink, for `restore`: its key template with
+    /// `{account_id}` filled in, and the account id. `None` for sinks that do not
+    /// archive.
+    fn archive_layout(&self) -> Option<(String, String)> {
+        None
+    }
+
     /// The archive storage this sink writes to, for `check-storage` and `restore`;
     /// `None` for sinks that do not archive.
     async fn open_store(

@@ -63,6 +63,10 @@ impl ValidatedSink for FileSink {
         Ok(Box::new(ArchiveSink::new(cx, self.settings, store)?))
     }
 
+    fn archive_layout(&self) -> Option<(String, String)> {
+        self.settings.layout()
+    }
+
     async fn open_store(&self) -> Option<anyhow::Result<Arc<dyn ObjectStore>>> {
         Some(Ok(Arc::new(FileStore::new(self.path.clone()))))
     }

@@ -59,6 +59,16 @@ pub struct ArchiveSettings {
     pub late_flush_interval: Duration,
 }
 
+impl ArchiveSettings {
+    /// The key template (account filled in) and the account id, for restore.
+    pub fn layout(&self) -> Option<(String, String)> {
+        Some((
+            self.template.as_str().to_owned(),
+            self.template.account_id().to_owned(),
+        ))
+    }
+}
+
 /// Smallest accepted `max_object_size`: below this objects become absurdly many.
 const MIN_OBJECT_SIZE: u64 = 64 * 1024;
 

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use super::member::{self, MemberKind};
-use sediment_core::storage::{ObjectInfo, ObjectStore, PutOutcome, StorageError};
+use sediment_core::storage::{
+    ByteStream, ListPage, ListedObject, ObjectInfo, ObjectStore, PutOutcome, StorageError,
+};
 
 /// Objects as files below `root`.
 #[derive(Debug, Clone)]
@@ -161,6 +163,84 @@ impl ObjectStore for FileStore {
             Ok(keys)
         })
         .await
+    }
+
+    /// A folder is read in one go (a directory has no pages), from the deepest
+    /// folder the prefix names: `year=2026/month=11/day=22/acme.` reads only
+    /// that day's folder.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start: Option<String>,
+    ) -> Result<ListPage, StorageError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_owned();
+        blocking(move || {
+            let base = match prefix.rfind('/') {
+                Some(i) => root.join(&prefix[..i]),
+                None => root.clone(),
+            };
+            let mut objects = Vec::new();
+            let mut stack = vec![base];
+            while let Some(dir) = stack.pop() {
+                let entries = match fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_error("list", &dir, e)),
+                };
+                for entry in entries {
+                    let entry = entry.map_err(|e| io_error("list", &dir, e))?;
+                    if entry.file_name().to_string_lossy().starts_with('.') {
+                        continue; // in-flight temporary files
+                    }
+                    let path = entry.path();
+                    let Ok(rel) = path.strip_prefix(&root) else {
+                        continue;
+                    };
+                    let key = rel.to_string_lossy().into_owned();
+                    let meta = entry.metadata().map_err(|e| io_error("stat", &path, e))?;
+                    if meta.is_dir() {
+                        // Only folders that can hold keys with the prefix.
+                        let dir_key = format!("{key}/");
+                        if dir_key.starts_with(&prefix) || prefix.starts_with(&dir_key) {
+                            stack.push(path);
+                        }
+                    } else if key.starts_with(&prefix)
+                        && start.as_deref().is_none_or(|s| key.as_str() > s)
+                    {
+                        objects.push(ListedObject {
+                            key,
+                            size: meta.len(),
+                            storage_class: None,
+                            cold: false,
+                        });
+                    }
+                }
+            }
+            objects.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(ListPage {
+                objects,
+                next: None,
+            })
+        })
+        .await
+    }
+
+    async fn get_stream(&self, key: &str, offset: u64) -> Result<ByteStream, StorageError> {
+        use futures::StreamExt;
+        use tokio::io::AsyncSeekExt;
+        let path = self.path(key);
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| io_error("open", &path, e))?;
+        if offset > 0 {
+            file.seek(std::io::SeekFrom::Start(offset))
+                .await
+                .map_err(|e| io_error("seek in", &path, e))?;
+        }
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10)
+            .map(move |chunk| chunk.map_err(|e| io_error("read", &path, e)));
+        Ok(stream.boxed())
     }
 
     async fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {

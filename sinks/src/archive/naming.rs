@@ -12,6 +12,8 @@ pub const DEFAULT_KEY_TEMPLATE: &str =
 pub struct KeyTemplate {
     /// The template with `{account_id}` replaced; still holds strftime fields and `{part}`.
     template: String,
+    /// The account id it was bound to.
+    account_id: String,
 }
 
 impl KeyTemplate {
@@ -46,7 +48,18 @@ impl KeyTemplate {
         }
         Ok(KeyTemplate {
             template: template.replace("{account_id}", account_id),
+            account_id: account_id.to_owned(),
         })
+    }
+
+    /// The template with `{account_id}` filled in (how restore reads keys back).
+    pub fn as_str(&self) -> &str {
+        &self.template
+    }
+
+    /// The account id.
+    pub fn account_id(&self) -> &str {
+        &self.account_id
     }
 
     /// The key of part `part` (0 = the primary object) of the hour starting at `hour_start` (seconds).

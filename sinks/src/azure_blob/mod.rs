@@ -6,6 +6,7 @@
 //! account keys and Azurite need. Everything SDK-specific is in
 //! [`store::AzureBlobStore`], so a swap is one file.
 
+mod read;
 mod store;
 
 use std::sync::Arc;
@@ -181,6 +182,10 @@ impl ValidatedSink for AzureBlobSink {
     async fn build(self: Box<Self>, cx: &BuildContext) -> anyhow::Result<Box<dyn Sink>> {
         let store = Arc::new(AzureBlobStore::connect(self.azure)?);
         Ok(Box::new(ArchiveSink::new(cx, self.settings, store)?))
+    }
+
+    fn archive_layout(&self) -> Option<(String, String)> {
+        self.settings.layout()
     }
 
     async fn open_store(&self) -> Option<anyhow::Result<Arc<dyn ObjectStore>>> {

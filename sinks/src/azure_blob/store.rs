@@ -26,7 +26,9 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{AzureAuth, AzureBlobSettings};
 use crate::archive::cloud::{self, error_chain, storage_error, Call, Failure};
-use sediment_core::storage::{ObjectInfo, ObjectStore, PutOutcome, StorageError};
+use sediment_core::storage::{
+    ByteStream, ListPage, ObjectInfo, ObjectStore, PutOutcome, StorageError,
+};
 
 /// The metadata name holding the staging segment id.
 pub const SEGMENT_ID_METADATA: &str = "sediment_segment_id";
@@ -36,10 +38,10 @@ const WRITE: &str = "write (Put Blob)";
 /// An Azure container (and prefix) as an object store.
 #[derive(Clone)]
 pub struct AzureBlobStore {
-    container: ContainerClient,
+    pub(super) container: ContainerClient,
     /// The storage account, for messages.
     account: String,
-    azure: AzureBlobSettings,
+    pub(super) azure: AzureBlobSettings,
 }
 
 impl std::fmt::Debug for AzureBlobStore {
@@ -124,12 +126,12 @@ impl AzureBlobStore {
         })
     }
 
-    fn blob(&self, key: &str) -> BlobClient {
+    pub(super) fn blob(&self, key: &str) -> BlobClient {
         self.container
             .blob_client(cloud::full_name(&self.azure.prefix, key))
     }
 
-    fn error(&self, permission: &str, e: azure_core::Error) -> StorageError {
+    pub(super) fn error(&self, permission: &str, e: azure_core::Error) -> StorageError {
         let location = self.location();
         let call = Call {
             sink: &self.azure.sink,
@@ -251,6 +253,22 @@ impl ObjectStore for AzureBlobStore {
         }
         keys.sort();
         Ok(keys)
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start: Option<String>,
+    ) -> Result<ListPage, StorageError> {
+        super::read::list_page(self, prefix, start).await
+    }
+
+    async fn get_stream(&self, key: &str, offset: u64) -> Result<ByteStream, StorageError> {
+        super::read::get_stream(self, key, offset).await
+    }
+
+    fn reads_for(&self, size: u64) -> u64 {
+        super::read::reads_for(size)
     }
 
     async fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {

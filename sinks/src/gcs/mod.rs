@@ -9,6 +9,7 @@
 //! and works both against GCS and fake-gcs-server (`anonymous: true`). All of it
 //! is behind [`store::GcsStore`], so swapping the crate touches one file.
 
+mod read;
 mod store;
 
 use std::sync::Arc;
@@ -162,6 +163,10 @@ impl ValidatedSink for GcsSink {
     async fn build(self: Box<Self>, cx: &BuildContext) -> anyhow::Result<Box<dyn Sink>> {
         let store = Arc::new(GcsStore::connect(self.gcs).await?);
         Ok(Box::new(ArchiveSink::new(cx, self.settings, store)?))
+    }
+
+    fn archive_layout(&self) -> Option<(String, String)> {
+        self.settings.layout()
     }
 
     async fn open_store(&self) -> Option<anyhow::Result<Arc<dyn ObjectStore>>> {

@@ -34,7 +34,9 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{GcsAuth, GcsSettings};
 use crate::archive::cloud::{self, error_chain, storage_error, Call, Failure};
-use sediment_core::storage::{ObjectInfo, ObjectStore, PutOutcome, StorageError};
+use sediment_core::storage::{
+    ByteStream, ListPage, ObjectInfo, ObjectStore, PutOutcome, StorageError,
+};
 
 /// The custom metadata key holding the staging segment id.
 pub const SEGMENT_ID_METADATA: &str = "sediment-segment-id";
@@ -42,8 +44,8 @@ pub const SEGMENT_ID_METADATA: &str = "sediment-segment-id";
 /// A GCS bucket (and prefix) as an object store.
 #[derive(Clone)]
 pub struct GcsStore {
-    client: Client,
-    gcs: GcsSettings,
+    pub(super) client: Client,
+    pub(super) gcs: GcsSettings,
 }
 
 impl std::fmt::Debug for GcsStore {
@@ -91,11 +93,11 @@ impl GcsStore {
         })
     }
 
-    fn name(&self, key: &str) -> String {
+    pub(super) fn name(&self, key: &str) -> String {
         cloud::full_name(&self.gcs.prefix, key)
     }
 
-    fn error(&self, permission: &str, e: Error) -> StorageError {
+    pub(super) fn error(&self, permission: &str, e: Error) -> StorageError {
         let location = self.location();
         let call = Call {
             sink: &self.gcs.sink,
@@ -242,6 +244,18 @@ impl ObjectStore for GcsStore {
         }
         keys.sort();
         Ok(keys)
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start: Option<String>,
+    ) -> Result<ListPage, StorageError> {
+        super::read::list_page(self, prefix, start).await
+    }
+
+    async fn get_stream(&self, key: &str, offset: u64) -> Result<ByteStream, StorageError> {
+        super::read::get_stream(self, key, offset).await
     }
 
     async fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {

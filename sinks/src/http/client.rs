@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{ClientSettings, Compression, Encoding, Method};
 
+/// The request header naming a request for de-duplication at the receiver.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Bytes of a refusing answer's body kept for the log and the error.
 pub const BODY_EXCERPT: usize = 200;
 /// Longest `Retry-After` honoured; longer ones wait this long.
@@ -42,6 +44,10 @@ pub struct Payload {
     pub body: Bytes,
     /// Events in it.
     pub events: usize,
+    /// Sent as `Idempotency-Key`, the same on every retry, so a receiver that
+    /// remembers keys (sediment's HTTP source does) takes a request only once
+    /// even when its answer was lost.
+    pub idempotency_key: Option<String>,
 }
 
 /// Why [`HttpClient::send`] gave up.
@@ -160,6 +166,7 @@ impl HttpClient {
         Payload {
             body: Bytes::from(body),
             events,
+            idempotency_key: Some(uuid::Uuid::new_v4().simple().to_string()),
         }
     }
 
@@ -253,6 +260,9 @@ impl HttpClient {
         };
         if let Some(encoding) = encoding {
             request = request.header(CONTENT_ENCODING, HeaderValue::from_static(encoding));
+        }
+        if let Some(key) = &payload.idempotency_key {
+            request = request.header(IDEMPOTENCY_KEY, key.as_str());
         }
         let response = match request.send().await {
             Ok(r) => r,

@@ -8,6 +8,7 @@
 //! providers cache and refresh credentials on their own, so rotated keys and
 //! expiring roles need no restart.
 
+mod read;
 mod store;
 
 use std::sync::Arc;
@@ -225,6 +226,10 @@ impl ValidatedSink for S3Sink {
     async fn build(self: Box<Self>, cx: &BuildContext) -> anyhow::Result<Box<dyn Sink>> {
         let store = Arc::new(S3Store::connect(self.s3).await);
         Ok(Box::new(ArchiveSink::new(cx, self.settings, store)?))
+    }
+
+    fn archive_layout(&self) -> Option<(String, String)> {
+        self.settings.layout()
     }
 
     async fn open_store(&self) -> Option<anyhow::Result<Arc<dyn ObjectStore>>> {

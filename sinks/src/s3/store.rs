@@ -26,7 +26,9 @@ use aws_sdk_s3::Client;
 
 use super::S3Settings;
 use crate::archive::cloud::{self, error_chain, storage_error, Call, Failure};
-use sediment_core::storage::{ObjectInfo, ObjectStore, PutOutcome, StorageError};
+use sediment_core::storage::{
+    ByteStream as Bytes, ListPage, ObjectInfo, ObjectStore, PutOutcome, StorageError,
+};
 
 /// The metadata key (without `x-amz-meta-`) holding the staging segment id.
 pub const SEGMENT_ID_METADATA: &str = "sediment-segment-id";
@@ -34,8 +36,8 @@ pub const SEGMENT_ID_METADATA: &str = "sediment-segment-id";
 /// An S3 bucket (and prefix) as an object store.
 #[derive(Debug, Clone)]
 pub struct S3Store {
-    client: Client,
-    s3: S3Settings,
+    pub(super) client: Client,
+    pub(super) s3: S3Settings,
 }
 
 impl S3Store {
@@ -90,7 +92,7 @@ impl S3Store {
         }
     }
 
-    fn full_key(&self, key: &str) -> String {
+    pub(super) fn full_key(&self, key: &str) -> String {
         cloud::full_name(&self.s3.prefix, key)
     }
 
@@ -106,7 +108,7 @@ impl S3Store {
     }
 
     /// One sentence for a failed call, classified by the shared policy.
-    fn error<E>(&self, permission: &str, e: SdkError<E, HttpResponse>) -> StorageError
+    pub(super) fn error<E>(&self, permission: &str, e: SdkError<E, HttpResponse>) -> StorageError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -321,6 +323,18 @@ impl ObjectStore for S3Store {
         }
         keys.sort();
         Ok(keys)
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start: Option<String>,
+    ) -> Result<ListPage, StorageError> {
+        super::read::list_page(self, prefix, start).await
+    }
+
+    async fn get_stream(&self, key: &str, offset: u64) -> Result<Bytes, StorageError> {
+        super::read::get_stream(self, key, offset).await
     }
 
     async fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
