@@ -77,7 +77,8 @@ fn registry() -> Registry {
     registry
         .register(sediment_sources::factories())
         .register(sediment_transforms::factories())
-        .register(sediment_sinks::factories());
+        .register(sediment_sinks::factories())
+        .register(sediment_restore::factories());
     registry
 }
 
@@ -193,10 +194,22 @@ sources:
     receive_buffer_bytes: 4MiB
     permit_origin: [10.0.0.0/8, 192.0.2.7]
     timezone: "+02:00"
+  last_week:
+    type: archive
+    storage: {type: file, path: /srv/archive, account_id: acme}
+    from: "2026-11-22T00:00:00Z"
+    to: "2026-11-23"
+    query: 'level:error'
+    layout: "year=%Y/month=%m/day=%d/{account_id}.%Y-%m-%d.%H00{part}.json.gz"
+    id_field: _id
+    time_field: _ts
+    parallel: 4
+    dedup: true
+    dedup_memory: 64MiB
 transforms:
   drop_noise:
     type: exclude
-    inputs: [http_in, syslog_in]
+    inputs: [http_in, syslog_in, last_week]
     rules:
       - {name: health, query: 'app:healthcheck OR "GET /health"'}
       - {name: debug, query: 'level:debug AND NOT app:payments', enabled: false}
@@ -290,7 +303,7 @@ sinks:
     fn every_option_of_every_type_validates() {
         let config = load(EVERY_OPTION);
         assert_eq!(config.shutdown_timeout, std::time::Duration::from_secs(90));
-        assert_eq!(config.components.len(), 12);
+        assert_eq!(config.components.len(), 13);
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     }
 

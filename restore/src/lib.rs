@@ -29,6 +29,7 @@ pub mod output;
 pub mod plan;
 pub mod progress;
 pub mod read;
+pub mod source;
 pub mod time;
 
 use std::path::PathBuf;
@@ -46,6 +47,11 @@ use output::{FileOutput, HttpOutput, Output, StreamOutput};
 use progress::Progress;
 use read::Filters;
 use time::TimeRange;
+
+/// Registry entries of this crate.
+pub fn factories() -> Vec<sediment_core::component::Factory> {
+    vec![source::factory()]
+}
 
 /// Where restored lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -79,6 +79,8 @@ pub enum Output {
     File(FileOutput),
     /// An HTTP endpoint.
     Http(HttpOutput),
+    /// The topology of an `archive` source.
+    Pipeline(crate::source::PipelineOutput),
 }
 
 impl Output {
@@ -88,6 +90,15 @@ impl Output {
             Output::Stdout(o) => o.write(piece),
             Output::File(o) => o.write(piece),
             Output::Http(o) => o.write(piece).await,
+            Output::Pipeline(o) => {
+                let end = piece.end();
+                o.write(piece).await?;
+                Ok(Some(Committed {
+                    position: end,
+                    file_len: None,
+                    lines: 0,
+                }))
+            }
         }
     }
 
@@ -97,6 +108,7 @@ impl Output {
             Output::Stdout(o) => o.commit().map(Some),
             Output::File(o) => o.commit().map(Some),
             Output::Http(o) => o.finish().await,
+            Output::Pipeline(_) => Ok(None),
         }
     }
 
