@@ -7,6 +7,7 @@
 //! gone; a sink sees its input close, finalises and returns.
 
 use std::collections::HashMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -34,7 +35,12 @@ pub struct RunningTopology {
 impl RunningTopology {
     /// Builds every component (binding sockets, recovering staging) and starts them.
     pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<RunningTopology> {
-        std::fs::create_dir_all(&config.data_dir)
+        // 0700: staged logs and state are nobody else's business (an existing
+        // folder keeps its mode; the staging folders inside are 0700 anyway).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.data_dir)
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
         let mut senders: HashMap<String, BatchSender> = HashMap::new();
         let mut receivers: HashMap<String, BatchReceiver> = HashMap::new();

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use error::{did_you_mean, suggestion, ConfigError, ConfigErrors};
-pub use interpolate::interpolate;
+pub use interpolate::{interpolate, Interpolated};
 pub use typed::{join, known_fields, parse_typed, unknown_fields};
 pub use units::{
     parse_address, parse_duration, parse_size, ByteSize, ConfigDuration, ListenAddress,
@@ -37,6 +37,9 @@ pub struct Config {
     pub components: Vec<ComponentConfig>,
     /// Problems that do not stop the pipeline (a source that feeds nothing).
     pub warnings: Vec<ConfigError>,
+    /// What `${VAR}` interpolation put into the file: run-time messages that may
+    /// quote configured values should go through [`Interpolated::redact`].
+    pub interpolated: Interpolated,
 }
 
 /// One validated component and its place in the topology.
@@ -129,13 +132,21 @@ pub fn from_str(
     registry: &Registry,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
-    let fail = |errors| ConfigErrors {
+    let interpolated = interpolate(text, env).map_err(|errors| ConfigErrors {
         file: file.to_owned(),
         errors,
+    })?;
+    // No message may quote an interpolated value (a secret, often): each names
+    // the variable instead.
+    let fail = |errors: Vec<ConfigError>| ConfigErrors {
+        file: file.to_owned(),
+        errors: errors
+            .into_iter()
+            .map(|e| interpolated.redact_error(e))
+            .collect(),
     };
-    let text = interpolate(text, env).map_err(fail)?;
     let root: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|e| fail(vec![yaml_syntax_error(&e)]))?;
+        serde_yaml::from_str(&interpolated.text).map_err(|e| fail(vec![yaml_syntax_error(&e)]))?;
     let root = match root {
         serde_yaml::Value::Null => serde_yaml::Value::Mapping(Default::default()),
         other => other,
@@ -186,6 +197,10 @@ pub fn from_str(
     if !errors.is_empty() {
         return Err(fail(errors));
     }
+    let warnings = warnings
+        .into_iter()
+        .map(|e| interpolated.redact_error(e))
+        .collect();
     Ok(Config {
         file: file.to_owned(),
         data_dir: top.data_dir,
@@ -193,6 +208,7 @@ pub fn from_str(
         api_address: top.api.enabled.then_some(top.api.address.0),
         components,
         warnings,
+        interpolated,
     })
 }
 

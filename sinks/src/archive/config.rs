@@ -113,12 +113,7 @@ impl ArchiveOptions {
         let mut errors = Vec::new();
         let template = KeyTemplate::new(&self.key_template, &self.account_id);
         if let Err(e) = &template {
-            let field = if e.starts_with("account_id") {
-                "account_id"
-            } else {
-                "key_template"
-            };
-            errors.push(ConfigError::new(join(path, field), e.clone()));
+            errors.push(ConfigError::new(join(path, e.field()), e.to_string()));
         }
         if !(1..=9).contains(&self.compression_level) {
             errors.push(ConfigError::new(

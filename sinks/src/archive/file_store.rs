@@ -8,6 +8,7 @@
 
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -21,12 +22,25 @@ use sediment_core::storage::{
 #[derive(Debug, Clone)]
 pub struct FileStore {
     root: PathBuf,
+    /// Permission bits of new objects; their folders get search bits where read is allowed.
+    file_mode: u32,
 }
 
 impl FileStore {
-    /// A store rooted at `root` (created on first write).
+    /// A store rooted at `root` (created on first write), objects `0640`.
     pub fn new(root: PathBuf) -> FileStore {
-        FileStore { root }
+        FileStore {
+            root,
+            file_mode: 0o640,
+        }
+    }
+
+    /// The same store creating objects with `mode` (e.g. `0o600`).
+    pub fn with_file_mode(self, mode: u32) -> FileStore {
+        FileStore {
+            file_mode: mode,
+            ..self
+        }
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -69,21 +83,36 @@ impl ObjectStore for FileStore {
         source: &Path,
         segment_id: &str,
     ) -> Result<PutOutcome, StorageError> {
+        if let Err(e) = super::naming::check_key(key) {
+            return Err(StorageError::Permanent(format!(
+                "cannot write {key:?} under {}: the key {}",
+                self.root.display(),
+                e.trim_start_matches("renders ")
+            )));
+        }
         let target = self.path(key);
         let source = source.to_owned();
         let segment_id = segment_id.to_owned();
+        let file_mode = self.file_mode;
+        let dir_mode = file_mode | ((file_mode & 0o444) >> 2);
         blocking(move || {
             let dir = target
                 .parent()
                 .expect("keys are relative file names")
                 .to_owned();
-            fs::create_dir_all(&dir).map_err(|e| io_error("create folder", &dir, e))?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(dir_mode)
+                .create(&dir)
+                .map_err(|e| io_error("create folder", &dir, e))?;
             let name = target
                 .file_name()
                 .expect("keys name a file")
                 .to_string_lossy();
             let tmp = dir.join(format!(".{name}.{segment_id}.tmp"));
             fs::copy(&source, &tmp).map_err(|e| io_error("write", &tmp, e))?;
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(file_mode))
+                .map_err(|e| io_error("set the mode of", &tmp, e))?;
             File::open(&tmp)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| io_error("sync", &tmp, e))?;

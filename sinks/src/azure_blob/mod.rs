@@ -145,6 +145,25 @@ fn validate(
         (None, None, Some(s)) => AzureAuth::SasToken(s),
         (None, None, None) => AzureAuth::Identity,
     };
+    // Parsed here, not first at connect: the SDK's parse errors quote the whole
+    // connection string or token, account key included.
+    match &auth {
+        AzureAuth::ConnectionString(c) if azure_storage::ConnectionString::new(c).is_err() => {
+            error(
+                "connection_string",
+                "is not a valid connection string (expected `Key=Value` pairs separated by `;`, such as `AccountName=…;AccountKey=…`)",
+            );
+        }
+        AzureAuth::SasToken(s)
+            if azure_storage::StorageCredentials::sas_token(s.trim_start_matches('?')).is_err() =>
+        {
+            error(
+                "sas_token",
+                "is not a valid SAS token (expected the query string of a SAS URL, such as `sv=…&sig=…`)",
+            );
+        }
+        _ => {}
+    }
     if o.account.is_none() && !matches!(auth, AzureAuth::ConnectionString(_)) {
         error(
             "account",
