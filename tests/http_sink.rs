@@ -363,6 +363,54 @@ fn at_shutdown_what_cannot_be_delivered_within_shutdown_timeout_fails_its_sender
 }
 
 #[test]
+fn a_request_sent_again_with_its_idempotency_key_is_archived_once_even_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, api) = (free_port(), free_port());
+    let body: String = (0..3).map(|i| format!("{{\"seq\":{i}}}\n")).collect();
+    let send = |s: &Sediment, key: &str| {
+        post(
+            &s.url("/"),
+            &[
+                ("content-type", "application/x-ndjson"),
+                ("idempotency-key", key),
+            ],
+            body.as_bytes(),
+        )
+        .unwrap()
+    };
+    let first = Setup::new(dir.path()).ports(http, api).start();
+    let (status, answer, _) = send(&first, "batch-1");
+    assert_eq!((status, answer.as_str()), (200, r#"{"accepted":3}"#));
+    let (status, answer, _) = send(&first, "batch-1");
+    assert_eq!(
+        (status, answer.as_str()),
+        (200, r#"{"accepted":3,"duplicate":true}"#)
+    );
+    first.kill9();
+    let again = Setup::new(dir.path()).ports(http, api).start();
+    let (status, answer, _) = send(&again, "batch-1");
+    assert_eq!(
+        (status, answer.as_str()),
+        (200, r#"{"accepted":3,"duplicate":true}"#),
+        "remembered across kill -9"
+    );
+    assert_eq!(
+        send(&again, "batch-2").0,
+        200,
+        "another key is another request"
+    );
+    let (status, answer, _) = send(&again, "bad key");
+    assert_eq!(status, 400, "{answer}");
+    again.stop();
+    let archived = archived_ids(&dir.path().join("archive"));
+    assert_eq!(archived.len(), 3);
+    assert!(
+        archived.values().all(|ids| ids.len() == 2),
+        "batch-1 once and batch-2 once: {archived:?}"
+    );
+}
+
+#[test]
 fn validate_names_the_yaml_path_of_bad_http_sink_options() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.yaml");

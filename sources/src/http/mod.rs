@@ -2,6 +2,7 @@
 //! to `/logs/ingest`; answers 200 only once every event is durable in every sink.
 
 mod decode;
+pub mod idempotency;
 mod server;
 
 use std::time::Duration;

@@ -22,10 +22,15 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::decode::{self, BodyError, Format};
+use super::idempotency::{self, Begin, Keys};
 use super::{AuthOptions, HttpSettings, MEZMO_PATH};
+
+/// The request header naming a request for de-duplication.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// A bound, not yet serving, HTTP source.
 pub struct HttpSource {
+    keys: Keys,
     listener: TcpListener,
     settings: HttpSettings,
     id: String,
@@ -38,6 +43,8 @@ struct Shared {
     out: Output,
     metrics: ComponentMetrics,
     in_flight: Semaphore,
+    /// Idempotency keys of requests taken.
+    keys: Keys,
 }
 
 impl HttpSource {
@@ -48,6 +55,7 @@ impl HttpSource {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.address))?;
         tracing::info!(source = %cx.id, address = %listener.local_addr()?, path = %settings.path, "http source listening");
         Ok(HttpSource {
+            keys: Keys::open(&cx.data_dir.join(&cx.id), &cx.id),
             listener,
             settings,
             id: cx.id.clone(),
@@ -65,6 +73,7 @@ impl Source for HttpSource {
             id: self.id,
             out,
             metrics: self.metrics,
+            keys: self.keys,
         });
         let app = Router::new()
             .route(&shared.settings.path, post(ingest))
@@ -113,7 +122,7 @@ async fn handle(
     body: Body,
     format: Result<Format, BodyError>,
 ) -> Response {
-    let (status, body) = accept(shared, peer, query, &headers, body, format).await;
+    let (status, body) = accept_once(shared, peer, query, &headers, body, format).await;
     shared.metrics.http_requests(status.as_u16()).inc();
     let mut response = (status, axum::Json(body)).into_response();
     if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -132,6 +141,55 @@ async fn handle(
         );
     }
     response
+}
+
+/// [`accept`], taking a request with an `Idempotency-Key` only once (see
+/// [`super::idempotency`]).
+async fn accept_once(
+    shared: &Shared,
+    peer: SocketAddr,
+    query: Vec<(String, String)>,
+    headers: &HeaderMap,
+    body: Body,
+    format: Result<Format, BodyError>,
+) -> (StatusCode, Value) {
+    let key = headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|v| v.to_str().unwrap_or(""));
+    let guard =
+        match key {
+            Some(key) if authorized(shared.settings.auth.as_ref(), headers) => {
+                if !idempotency::valid(key) {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "the Idempotency-Key header must be 1 to 200 visible ASCII characters",
+                    );
+                }
+                match shared.keys.begin(key).await {
+                    Begin::Duplicate(accepted) => {
+                        shared
+                            .metrics
+                            .discarded("duplicate_request", "")
+                            .inc_by(accepted);
+                        return (
+                            StatusCode::OK,
+                            json!({ "accepted": accepted, "duplicate": true }),
+                        );
+                    }
+                    Begin::Busy => return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "a request with this Idempotency-Key is still being processed; retry later",
+                    ),
+                    Begin::New(guard) => Some(guard),
+                }
+            }
+            _ => None,
+        };
+    let (status, answer) = accept(shared, peer, query, headers, body, format).await;
+    if let (StatusCode::OK, Some(guard)) = (status, guard) {
+        guard.commit(answer["accepted"].as_u64().unwrap_or(0));
+    }
+    (status, answer)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> (StatusCode, Value) {
