@@ -203,6 +203,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
         /// Spilled or not, the set answers exactly as a plain set does.
         #[test]
         fn agrees_with_a_plain_set(ids in prop::collection::vec(0u128..5000, 1..6000)) {

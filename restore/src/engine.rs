@@ -85,6 +85,8 @@ pub struct Summary {
     pub after_limit: u64,
     /// Cold objects skipped (`--skip-cold`).
     pub cold_skipped: u64,
+    /// Hours whose ids outgrew `--dedup-memory` and spilled to disk.
+    pub dedup_spilled_hours: u64,
     /// Damaged objects.
     pub damaged: Vec<Damaged>,
     /// Lines delivered by earlier runs of this restore.
@@ -229,8 +231,8 @@ pub async fn run(
                             let lines: Vec<String> =
                                 end.bad_lines.iter().map(u64::to_string).collect();
                             reasons.push(format!(
-                                "lines that are not JSON objects: {} (first {})",
-                                run.summary.invalid_lines,
+                                "{} lines are not JSON objects (the first at line {})",
+                                end.invalid,
                                 lines.join(", ")
                             ));
                         }
@@ -252,6 +254,7 @@ pub async fn run(
         }
     }
     drop(queue);
+    run.close(|_| false);
     if let Some(c) = output.finish().await? {
         on_commit(&c, &run.summary).map_err(RunError::Other)?;
     }
@@ -291,12 +294,24 @@ impl Run<'_> {
     /// Closes the id sets an object can no longer need.
     fn enter(&mut self, p: &Planned) -> Result<(), RunError> {
         if self.unit != Some(p.unit) {
-            self.sets.clear();
+            self.close(|_| false);
             self.unit = Some(p.unit);
         } else if self.settings.hour_ordered {
-            self.sets.retain(|hour, _| *hour == p.hour);
+            self.close(|hour| hour == p.hour);
         }
         Ok(())
+    }
+
+    /// Drops the id sets of the hours `keep` says no to, counting spilled ones.
+    fn close(&mut self, keep: impl Fn(i64) -> bool) {
+        let spilled = &mut self.summary.dedup_spilled_hours;
+        self.sets.retain(|hour, set| {
+            let kept = keep(*hour);
+            if !kept && set.spilled() {
+                *spilled += 1;
+            }
+            kept
+        });
     }
 
     /// Handles one chunk; `Ok(true)` when the limit is reached.

@@ -113,9 +113,13 @@ impl Output {
     }
 
     /// Whether lines delivered by an earlier run could be delivered again here
-    /// (stdout cannot be taken back).
+    /// (stdout, a pipe or a device cannot be taken back).
     pub fn at_least_once(&self) -> bool {
-        matches!(self, Output::Stdout(_))
+        match self {
+            Output::Stdout(_) => true,
+            Output::File(f) => !f.regular,
+            _ => false,
+        }
     }
 }
 
@@ -181,6 +185,8 @@ pub struct FileOutput {
     lines: u64,
     len: u64,
     last_commit: Instant,
+    /// A regular file (else a device or pipe: not synced, not cut back on resume).
+    regular: bool,
 }
 
 impl FileOutput {
@@ -203,14 +209,19 @@ impl FileOutput {
             lines: 0,
             len: keep,
             last_commit: Instant::now(),
+            regular: true,
         };
         let at =
             |e: std::io::Error| format!("cannot prepare the output file {}: {e}", path.display());
-        output.file.set_len(keep).map_err(at)?;
-        output
-            .file
-            .seek(std::io::SeekFrom::Start(keep))
-            .map_err(at)?;
+        // A device or a pipe (/dev/null, a FIFO) is written as a stream: nothing to cut back.
+        output.regular = output.file.metadata().map_err(at)?.is_file();
+        if output.regular {
+            output.file.set_len(keep).map_err(at)?;
+            output
+                .file
+                .seek(std::io::SeekFrom::Start(keep))
+                .map_err(at)?;
+        }
         Ok(output)
     }
 
@@ -238,7 +249,9 @@ impl FileOutput {
             ))
         };
         self.file.write_all(&bytes).map_err(at)?;
-        self.file.sync_data().map_err(at)?;
+        if self.regular {
+            self.file.sync_data().map_err(at)?;
+        }
         self.len += bytes.len() as u64;
         self.last_commit = Instant::now();
         Ok(Committed {

@@ -136,6 +136,8 @@ pub struct ObjectEnd {
     pub requests: u64,
     /// Lines that were not JSON objects (1-based line numbers, the first few).
     pub bad_lines: Vec<u64>,
+    /// How many lines were not JSON objects.
+    pub invalid: u64,
     /// What broke the object, if anything did.
     pub damage: Option<String>,
 }
@@ -337,8 +339,11 @@ fn line(
         Ok(f) => f,
         Err(_) => {
             c.invalid += 1;
-            if !replayed && end.bad_lines.len() < BAD_LINES_REPORTED {
-                end.bad_lines.push(index + 1);
+            if !replayed {
+                end.invalid += 1;
+                if end.bad_lines.len() < BAD_LINES_REPORTED {
+                    end.bad_lines.push(index + 1);
+                }
             }
             return;
         }

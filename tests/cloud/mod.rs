@@ -52,6 +52,8 @@ pub struct Moto {
     child: Child,
     /// Its port.
     pub port: u16,
+    /// Its access log (werkzeug's, on stderr).
+    log: tempfile::NamedTempFile,
 }
 
 impl Moto {
@@ -59,15 +61,16 @@ impl Moto {
     pub fn start_with(env: &[(&str, &str)]) -> Moto {
         require("moto_server");
         let port = free_port();
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .expect("moto_server starts");
         wait_port(port, "moto_server");
-        Moto { child, port }
+        Moto { child, port, log }
     }
 
     /// Starts moto accepting any credentials.
@@ -78,6 +81,11 @@ impl Moto {
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The request lines served so far (`GET /bucket?list-type=2&prefix=…`).
+    pub fn requests(&self) -> Vec<String> {
+        access_log_requests(self.log.path())
     }
 
     /// Runs a Python snippet with `s3` bound to a boto3 client of this moto and
@@ -113,7 +121,7 @@ impl Moto {
              \x20       body = gzip.decompress(r['Body'].read()).decode()\n\
              \x20       out.append({'key': o['Key'], 'metadata': r.get('Metadata', {}),\n\
              \x20                   'sse': r.get('ServerSideEncryption'), 'size': o['Size'],\n\
-             \x20                   'lines': [json.loads(l) for l in body.splitlines()]})\n\
+             \x20                   'raw': body.splitlines(), 'lines': [json.loads(l) for l in body.splitlines()]})\n\
              print(json.dumps(out))",
             &[bucket, prefix],
         );
@@ -141,6 +149,17 @@ pub struct S3Object {
     pub size: u64,
     /// Its NDJSON lines.
     pub lines: Vec<serde_json::Value>,
+    /// The same lines as text, byte for byte.
+    pub raw: Vec<String>,
+}
+
+/// `METHOD /path?query` of each line of a common-log-format access log.
+fn access_log_requests(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| Some(l.split_once("] \"")?.1.split_once(" HTTP/")?.0.to_owned()))
+        .collect()
 }
 
 /// Runs `python3 -c prelude+script args…`; returns stdout (panics on failure).
@@ -178,6 +197,12 @@ fn parse_objects(out: &str) -> Vec<S3Object> {
             sse: o["sse"].as_str().map(str::to_owned),
             size: o["size"].as_u64().unwrap(),
             lines: o["lines"].as_array().unwrap().clone(),
+            raw: o["raw"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l.as_str().unwrap().to_owned())
+                .collect(),
         })
         .collect()
 }
@@ -277,7 +302,7 @@ impl FakeGcs {
              \x20       body = http('GET', '/storage/v1/b/%s/o/%s?alt=media' % (sys.argv[1], urllib.parse.quote(o['name'], safe='')))\n\
              \x20       lines = gzip.decompress(body).decode().splitlines()\n\
              \x20       out.append({'key': o['name'], 'metadata': o.get('metadata', {}), 'sse': None,\n\
-             \x20                   'size': int(o['size']), 'lines': [json.loads(l) for l in lines]})\n\
+             \x20                   'size': int(o['size']), 'raw': lines, 'lines': [json.loads(l) for l in lines]})\n\
              \x20   token = page.get('nextPageToken')\n\
              \x20   if not token: break\n\
              print(json.dumps(out))",
@@ -305,6 +330,8 @@ pub struct Azurite {
     child: Child,
     /// Its port.
     pub port: u16,
+    /// Its access log (stdout).
+    log: tempfile::NamedTempFile,
 }
 
 impl Azurite {
@@ -318,6 +345,7 @@ impl Azurite {
             bin.display()
         );
         let port = free_port();
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(bin)
             .args([
                 "--blobHost",
@@ -327,14 +355,18 @@ impl Azurite {
                 "--inMemoryPersistence",
                 "--skipApiVersionCheck",
                 "--disableTelemetry",
-                "--silent",
             ])
-            .stdout(Stdio::null())
+            .stdout(log.reopen().unwrap())
             .stderr(Stdio::null())
             .spawn()
             .expect("azurite-blob starts");
         wait_port(port, "azurite-blob");
-        Azurite { child, port }
+        Azurite { child, port, log }
+    }
+
+    /// The request lines served so far (`GET /devstoreaccount1/c?comp=list&prefix=…`).
+    pub fn requests(&self) -> Vec<String> {
+        access_log_requests(self.log.path())
     }
 
     /// `http://127.0.0.1:PORT/devstoreaccount1`.
@@ -386,6 +418,7 @@ impl Azurite {
              for b in c.list_blobs(name_starts_with=sys.argv[2], include=['metadata']):\n\
              \x20   body = c.download_blob(b.name).readall()\n\
              \x20   out.append({'key': b.name, 'metadata': b.metadata or {}, 'sse': None, 'size': b.size,\n\
+             \x20               'raw': gzip.decompress(body).decode().splitlines(),\n\
              \x20               'lines': [json.loads(l) for l in gzip.decompress(body).decode().splitlines()]})\n\
              print(json.dumps(out))",
             &[container, prefix],

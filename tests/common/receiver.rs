@@ -56,6 +56,8 @@ pub struct Attempt {
     pub at: Instant,
     /// The status it was answered with.
     pub status: u16,
+    /// The `Retry-After` it was answered with.
+    pub retry_after: Option<String>,
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
 }
@@ -159,6 +161,7 @@ async fn answer(state: &State, headers: HeaderMap, body: Bytes) -> axum::respons
     state.attempts.lock().unwrap().push(Attempt {
         at,
         status: reply.status,
+        retry_after: reply.retry_after.clone(),
         headers,
         body,
     });
