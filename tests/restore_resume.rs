@@ -190,3 +190,33 @@ fn an_http_output_that_answers_503_and_429_gets_every_line_once_honouring_retry_
         want.len()
     );
 }
+
+#[test]
+fn an_http_output_that_refuses_a_request_stops_the_restore_with_its_answer_and_keeps_the_checkpoint(
+) {
+    let f = archive(tempfile::tempdir().unwrap(), &file_sink(), 40);
+    let (from, to, ..) = f.range();
+    let receiver = Receiver::start();
+    receiver.fallback(Some(
+        Reply::status(400).body("{\"error\":\"line 1: unknown field\"}"),
+    ));
+    let run = f.restore(&["--from", &from, "--to", &to, "--output", &receiver.url()]);
+    assert_eq!(run.status, Some(1), "{}", run.stderr);
+    let error = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    for part in [
+        "400 Bad Request",
+        "line 1: unknown field",
+        "running the same command again continues",
+    ] {
+        assert!(error.contains(part), "{part} missing from: {error}");
+    }
+    // Once the receiver takes it, the same command finishes the restore.
+    receiver.fallback(None);
+    f.restore(&["--from", &from, "--to", &to, "--output", &receiver.url()])
+        .ok();
+    assert!(!receiver.accepted().is_empty());
+}
