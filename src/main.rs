@@ -78,7 +78,8 @@ fn registry() -> Registry {
         .register(sediment_sources::factories())
         .register(sediment_transforms::factories())
         .register(sediment_sinks::factories())
-        .register(sediment_restore::factories());
+        .register(sediment_restore::factories())
+        .register(sediment_kafka::factories());
     registry
 }
 
@@ -194,6 +195,18 @@ sources:
     receive_buffer_bytes: 4MiB
     permit_origin: [10.0.0.0/8, 192.0.2.7]
     timezone: "+02:00"
+  from_kafka:
+    type: kafka
+    bootstrap_servers: [kafka-1:9092, kafka-2:9092]
+    topics: [logs, audit]
+    group_id: sediment
+    client_id: sediment-1
+    group_instance_id: sediment-1
+    auto_offset_reset: earliest
+    sasl: {mechanism: SCRAM-SHA-512, username: sediment, password: "${KAFKA_PASSWORD:-secret}"}
+    librdkafka_options: {session.timeout.ms: "30000"}
+    decoding: json
+    timestamp_fields: [timestamp]
   last_week:
     type: archive
     storage: {type: file, path: /srv/archive, account_id: acme}
@@ -209,7 +222,7 @@ sources:
 transforms:
   drop_noise:
     type: exclude
-    inputs: [http_in, syslog_in, last_week]
+    inputs: [http_in, syslog_in, last_week, from_kafka]
     rules:
       - {name: health, query: 'app:healthcheck OR "GET /health"'}
       - {name: debug, query: 'level:debug AND NOT app:payments', enabled: false}
@@ -303,7 +316,7 @@ sinks:
     fn every_option_of_every_type_validates() {
         let config = load(EVERY_OPTION);
         assert_eq!(config.shutdown_timeout, std::time::Duration::from_secs(90));
-        assert_eq!(config.components.len(), 13);
+        assert_eq!(config.components.len(), 14);
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     }
 

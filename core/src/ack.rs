@@ -137,6 +137,15 @@ impl AckWaiter {
     pub async fn outcome(self) -> Outcome {
         self.rx.await.unwrap_or(Outcome::Failed)
     }
+
+    /// The outcome if it is known already (a source tracking many batches).
+    pub fn try_outcome(&mut self) -> Option<Outcome> {
+        match self.rx.try_recv() {
+            Ok(outcome) => Some(outcome),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Outcome::Failed),
+        }
+    }
 }
 
 #[cfg(test)]

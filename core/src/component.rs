@@ -76,6 +76,9 @@ pub struct BuildContext {
     /// token in [`Source::run`]; a sink that may wait on a peer without limit (the
     /// HTTP sink) starts its `shutdown_timeout` from this, not from its input closing.
     pub shutdown: CancellationToken,
+    /// What archive sinks stored of replayable streams, shared with the sources
+    /// that commit them (see [`crate::stream`]).
+    pub progress: std::sync::Arc<crate::stream::Progress>,
 }
 
 /// A validated source config, ready to build.

@@ -26,6 +26,10 @@ pub struct Event {
     pub time_ms: i64,
     /// The hour this event is filed under, once a partitioner has run.
     pub partition: Option<Partition>,
+    /// Where the event sits in a replayable stream (a Kafka partition), for
+    /// sources that can replay; archive sinks then store it exactly once by
+    /// its position (see [`crate::stream`]).
+    pub position: Option<crate::stream::Position>,
 }
 
 /// The UTC hour an event belongs to and whether it arrived after that hour closed.
@@ -155,6 +159,7 @@ impl Event {
             fields,
             time_ms,
             partition: None,
+            position: None,
         }
     }
 

@@ -16,6 +16,8 @@
 //! - [`clock`]: time, injectable for tests.
 //! - [`retry`]: the backoff every retry loop uses.
 //! - [`storage`]: the [`storage::ObjectStore`] trait archive backends implement.
+//! - [`stream`]: positions of events in replayable streams (Kafka partitions) and
+//!   what archive sinks stored of each, shared by the kafka source and the sinks.
 //! - [`tls`]: rustls server and client configurations from PEM files, shared by
 //!   every component that speaks TLS.
 //!
@@ -34,6 +36,7 @@ pub mod metrics;
 pub mod output;
 pub mod retry;
 pub mod storage;
+pub mod stream;
 pub mod tls;
 pub mod topology;
 

@@ -34,6 +34,9 @@ pub struct Metrics {
     damaged_members: IntCounterVec,
     http_sink_requests: IntCounterVec,
     http_sink_duration: HistogramVec,
+    kafka_lag: IntGaugeVec,
+    kafka_committed: IntGaugeVec,
+    kafka_rebalances: IntCounterVec,
 }
 
 fn labels(extra: &[&'static str]) -> Vec<&'static str> {
@@ -161,6 +164,35 @@ impl Metrics {
                 &["status"],
             ),
             http_sink_duration,
+            kafka_lag: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "sediment_kafka_consumer_lag",
+                        "Records of a partition not yet consumed (the broker's high watermark minus the position).",
+                    ),
+                    &labels(&["topic", "partition"]),
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            kafka_committed: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "sediment_kafka_committed_offset",
+                        "The offset last committed for a partition: every record below it is in archive objects.",
+                    ),
+                    &labels(&["topic", "partition"]),
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            kafka_rebalances: counter(
+                "sediment_kafka_rebalances_total",
+                "Partitions assigned to or revoked from this replica by consumer group rebalances.",
+                &["kind"],
+            ),
             registry,
         }
     }
@@ -268,6 +300,27 @@ impl ComponentMetrics {
                 .with_label_values(&self.with(&[])),
             retries: self.upload_retries(),
         }
+    }
+
+    /// `sediment_kafka_consumer_lag` of a partition.
+    pub fn kafka_lag(&self, topic: &str, partition: i32) -> IntGauge {
+        Metrics::global()
+            .kafka_lag
+            .with_label_values(&self.with(&[topic, &partition.to_string()]))
+    }
+
+    /// `sediment_kafka_committed_offset` of a partition.
+    pub fn kafka_committed(&self, topic: &str, partition: i32) -> IntGauge {
+        Metrics::global()
+            .kafka_committed
+            .with_label_values(&self.with(&[topic, &partition.to_string()]))
+    }
+
+    /// `sediment_kafka_rebalances_total{kind}` (`assign`, `revoke`, `lost`).
+    pub fn kafka_rebalances(&self, kind: &str) -> IntCounter {
+        Metrics::global()
+            .kafka_rebalances
+            .with_label_values(&self.with(&[kind]))
     }
 
     /// The archive metrics of a sink.

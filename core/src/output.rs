@@ -71,6 +71,25 @@ impl Output {
     }
 }
 
+impl Output {
+    /// Sends only if every consumer has room now, without waiting: all or
+    /// nothing (a source that must keep polling while it waits, such as kafka).
+    pub fn try_send_now(&self, batch: Batch) -> Result<(), (SendError, Batch)> {
+        let mut permits = Vec::with_capacity(self.senders.len());
+        for sender in &self.senders {
+            match sender.try_reserve() {
+                Ok(permit) => permits.push(permit),
+                Err(mpsc::error::TrySendError::Full(())) => return Err((SendError::Full, batch)),
+                Err(mpsc::error::TrySendError::Closed(())) => {
+                    return Err((SendError::Closed, batch))
+                }
+            }
+        }
+        deliver(permits, batch);
+        Ok(())
+    }
+}
+
 fn deliver(mut permits: Vec<mpsc::Permit<'_, Batch>>, batch: Batch) {
     let Some(last) = permits.pop() else {
         // No consumer: the topology forbids it for transforms and warns for sources;

@@ -71,6 +71,7 @@ impl RunningTopology {
         drop(senders);
 
         let shutdown = CancellationToken::new();
+        let progress = std::sync::Arc::new(crate::stream::Progress::default());
         let mut tasks = JoinSet::new();
         // Sinks first, then transforms, then sources: nothing produces before its consumers exist.
         let mut ordered: Vec<_> = config.components.into_iter().collect();
@@ -88,6 +89,7 @@ impl RunningTopology {
                 clock: clock.clone(),
                 shutdown_timeout: config.shutdown_timeout,
                 shutdown: shutdown.clone(),
+                progress: progress.clone(),
             };
             let what = format!("{} `{}`", c.kind.as_str(), c.id);
             let id = c.id.clone();

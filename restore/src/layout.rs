@@ -255,10 +255,14 @@ fn regex_of(tokens: &[Token]) -> String {
                 continue;
             }
             Token::Part => {
+                // `.N`, or `.{topic}-{partition}-{first_offset}` for objects of a
+                // Kafka partition (their part number reads as 0: they are ordered
+                // by key like any part).
+                let kafka = r"\.[A-Za-z0-9._-]+-[0-9]+-[0-9]+";
                 if seen.insert("part") {
-                    re.push_str(r"(?:\.(?P<part>[0-9]+))?");
+                    re.push_str(&format!(r"(?:\.(?P<part>[0-9]+)|{kafka})?"));
                 } else {
-                    re.push_str(r"(?:\.[0-9]+)?");
+                    re.push_str(&format!(r"(?:\.[0-9]+|{kafka})?"));
                 }
                 continue;
             }
@@ -328,6 +332,14 @@ mod tests {
             None
         );
         assert_eq!(l.read("sediment-verified"), None);
+        assert_eq!(
+            l.read("year=2025/month=11/day=22/acme.2025-11-22.0900.app.logs-3-1200.json.gz"),
+            Some(KeyTime {
+                hour: HOUR9,
+                part: 0
+            }),
+            "a Kafka partition's object"
+        );
     }
 
     #[test]

@@ -375,5 +375,6 @@ fn restored_event(
         fields,
         time_ms,
         partition: None,
+        position: None,
     }
 }

@@ -1,8 +1,15 @@
-//! The compress stage: a batch becomes one gzip member per hour it touches.
+//! The compress stage: a batch becomes one gzip member per hour it touches
+//! (per hour and stream for events of a replayable stream, see
+//! [`sediment_core::stream`]).
 //!
 //! Runs on the blocking pool, several batches at once, so compression never
-//! blocks the async runtime and uses every core.
+//! blocks the async runtime and uses every core. Events of a stream that this
+//! sink has already stored (a new owner replaying from the last commit) and
+//! events of a stream this process no longer owns are left out here.
 
+use std::sync::Arc;
+
+use sediment_core::stream::{Progress, StreamId};
 use sediment_core::{Ack, Batch, Partition};
 
 use super::member;
@@ -20,6 +27,23 @@ pub struct HourMember {
     pub close_at: i64,
     /// The compressed events.
     pub member: Vec<u8>,
+    /// For events of a replayable stream: which, and the offsets they span.
+    pub stream: Option<StreamSlice>,
+}
+
+/// The events of one stream in a member.
+#[derive(Debug, Clone)]
+pub struct StreamSlice {
+    /// The stream.
+    pub stream: Arc<StreamId>,
+    /// The generation of this process's ownership they were read in.
+    pub generation: u64,
+    /// Lowest offset.
+    pub first: i64,
+    /// Highest offset.
+    pub last: i64,
+    /// Events.
+    pub events: u64,
 }
 
 /// A batch, compressed, with its acknowledgement.
@@ -35,13 +59,23 @@ pub struct Compressed {
     pub late_events: u64,
     /// NDJSON bytes before compression.
     pub raw_bytes: u64,
+    /// Stream events left out: already stored, or of a stream no longer owned.
+    pub skipped: u64,
 }
 
-/// Serialises and compresses a batch.
-pub fn compress(batch: Batch, level: u32) -> Compressed {
+/// One member being filled.
+struct Slot {
+    hour: i64,
+    close_at: i64,
+    ndjson: Vec<u8>,
+    stream: Option<StreamSlice>,
+}
+
+/// Serialises and compresses a batch for the sink `sink`.
+pub fn compress(batch: Batch, level: u32, sink: &str, progress: &Progress) -> Compressed {
     let Batch { events, ack } = batch;
-    let mut hours: Vec<(i64, i64, Vec<u8>)> = Vec::with_capacity(1);
-    let mut late_events = 0;
+    let mut slots: Vec<Slot> = Vec::with_capacity(1);
+    let (mut late_events, mut skipped) = (0, 0);
     let count = events.len() as u64;
     for event in &events {
         let p = event.partition.unwrap_or_else(|| {
@@ -52,31 +86,67 @@ pub fn compress(batch: Batch, level: u32) -> Compressed {
                 late: false,
             }
         });
+        if let Some(at) = &event.position {
+            let name = at.stream.name.as_str();
+            let stored = progress.stored(sink, name, p.hour_start);
+            if stored.is_some_and(|s| at.offset <= s) || !progress.current(name, at.generation) {
+                skipped += 1;
+                continue;
+            }
+        }
         late_events += u64::from(p.late);
-        let slot = match hours.iter().position(|(h, _, _)| *h == p.hour_start) {
+        let stream = event.position.as_ref();
+        let found = slots.iter().position(|s| {
+            s.hour == p.hour_start
+                && match (&s.stream, stream) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => a.stream == b.stream && a.generation == b.generation,
+                    _ => false,
+                }
+        });
+        let i = match found {
             Some(i) => i,
             None => {
-                hours.push((p.hour_start, p.close_at, Vec::with_capacity(64 * 1024)));
-                hours.len() - 1
+                slots.push(Slot {
+                    hour: p.hour_start,
+                    close_at: p.close_at,
+                    ndjson: Vec::with_capacity(64 * 1024),
+                    stream: stream.map(|at| StreamSlice {
+                        stream: at.stream.clone(),
+                        generation: at.generation,
+                        first: at.offset,
+                        last: at.offset,
+                        events: 0,
+                    }),
+                });
+                slots.len() - 1
             }
         };
-        event.write_ndjson(&mut hours[slot].2);
+        let slot = &mut slots[i];
+        if let (Some(s), Some(at)) = (&mut slot.stream, stream) {
+            s.first = s.first.min(at.offset);
+            s.last = s.last.max(at.offset);
+            s.events += 1;
+        }
+        event.write_ndjson(&mut slot.ndjson);
     }
     drop(events);
-    let raw_bytes = hours.iter().map(|(_, _, b)| b.len() as u64).sum();
-    let members = hours
+    let raw_bytes = slots.iter().map(|s| s.ndjson.len() as u64).sum();
+    let members = slots
         .into_iter()
-        .map(|(hour, close_at, ndjson)| HourMember {
-            hour,
-            close_at,
-            member: member::encode_data(&ndjson, level),
+        .map(|s| HourMember {
+            hour: s.hour,
+            close_at: s.close_at,
+            member: member::encode_data(&s.ndjson, level),
+            stream: s.stream,
         })
         .collect();
     Compressed {
         members,
         ack,
-        events: count,
+        events: count - skipped,
         late_events,
         raw_bytes,
+        skipped,
     }
 }

@@ -9,6 +9,8 @@ pub mod member;
 pub mod naming;
 pub mod recovery;
 pub mod staging;
+pub mod stream_upload;
+pub mod streams;
 pub mod upload;
 pub mod writer;
 

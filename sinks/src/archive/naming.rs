@@ -90,18 +90,25 @@ impl KeyTemplate {
 
     /// The key of part `part` (0 = the primary object) of the hour starting at `hour_start` (seconds).
     pub fn render(&self, hour_start: i64, part: u32) -> String {
-        let time = Utc
-            .timestamp_opt(hour_start, 0)
-            .single()
-            .unwrap_or_default();
         let part = if part == 0 {
             String::new()
         } else {
             format!(".{part}")
         };
+        self.render_part(hour_start, &part)
+    }
+
+    /// The key of the hour starting at `hour_start` with `{part}` replaced by
+    /// `part` as given (`.logs-3-1200` for the object of stream `logs-3` that
+    /// starts at offset 1200).
+    pub fn render_part(&self, hour_start: i64, part: &str) -> String {
+        let time = Utc
+            .timestamp_opt(hour_start, 0)
+            .single()
+            .unwrap_or_default();
         time.format(&self.template)
             .to_string()
-            .replace("{part}", &part)
+            .replace("{part}", part)
     }
 }
 

@@ -48,6 +48,7 @@ async fn start(id: &str, max_object_size: u64, now: i64) -> Harness {
         clock: clock.clone(),
         shutdown_timeout: Duration::from_secs(10),
         shutdown: Default::default(),
+        progress: Default::default(),
     };
     let store = Arc::new(FileStore::new(dir.path().join("archive")));
     let sink = Box::new(ArchiveSink::new(&cx, settings(max_object_size), store).unwrap());

@@ -9,6 +9,12 @@
 //!    they reach `max_object_size`, and at shutdown;
 //! 3. *upload* — sealed segments become objects, retried forever, named
 //!    idempotently (see [`super::upload`]).
+//!
+//! Events of a replayable stream (a Kafka partition) take a side path in the
+//! commit stage: they go to [`super::streams`] files, one per stream and hour,
+//! whose acknowledgements complete only when [`super::stream_upload`] has
+//! stored their object. When the topology starts shutting down, those files are
+//! sealed at once, so that the source can still commit what they hold.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +27,13 @@ use sediment_core::metrics::{ArchiveMetrics, ComponentMetrics};
 use sediment_core::output::BatchReceiver;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::compress::{compress, Compressed};
 use super::config::ArchiveSettings;
 use super::staging::{Append, Recovered, SealedSegment, Staging};
+use super::stream_upload::StreamUploader;
+use super::streams::{SealedStream, StreamStaging};
 use super::upload::Uploader;
 use sediment_core::storage::ObjectStore;
 
@@ -44,12 +53,28 @@ pub struct ArchiveSink {
     id: String,
     settings: ArchiveSettings,
     store: Arc<dyn ObjectStore>,
-    staging: Option<Staging>,
+    staging: Option<Stages>,
     recovered: Vec<SealedSegment>,
     clock: SharedClock,
     component: ComponentMetrics,
     metrics: ArchiveMetrics,
     shutdown_timeout: Duration,
+    /// Cancelled when the topology starts shutting down.
+    shutdown: CancellationToken,
+    /// What is stored of each replayable stream.
+    progress: Arc<sediment_core::stream::Progress>,
+}
+
+/// Both staging areas, owned by the commit stage.
+struct Stages {
+    staging: Staging,
+    streams: StreamStaging,
+}
+
+/// Where sealed files go.
+struct Uploads {
+    segments: mpsc::UnboundedSender<SealedSegment>,
+    streams: mpsc::UnboundedSender<SealedStream>,
 }
 
 impl ArchiveSink {
@@ -70,6 +95,9 @@ impl ArchiveSink {
                 dir.display()
             )
         })?;
+        let streams_dir = cx.data_dir.join(&cx.id).join("streams");
+        let streams = StreamStaging::open(&streams_dir)
+            .with_context(|| format!("cannot open the stream folder {}", streams_dir.display()))?;
         let metrics = cx.metrics.archive();
         metrics.damaged_members.inc_by(damaged_members);
         metrics.staged_bytes.set(
@@ -84,12 +112,14 @@ impl ArchiveSink {
             id: cx.id.clone(),
             settings,
             store,
-            staging: Some(staging),
+            staging: Some(Stages { staging, streams }),
             recovered,
             clock: cx.clock.clone(),
             component: cx.metrics.clone(),
             metrics,
             shutdown_timeout: cx.shutdown_timeout,
+            shutdown: cx.shutdown.clone(),
+            progress: cx.progress.clone(),
         })
     }
 }
@@ -107,7 +137,21 @@ impl Sink for ArchiveSink {
             self.settings.template.clone(),
             self.metrics.clone(),
         );
-        let mut uploads = tokio::spawn(uploader.run(upload_rx));
+        let (stream_tx, stream_rx) = mpsc::unbounded_channel();
+        let stream_uploader = StreamUploader {
+            sink: self.id.clone(),
+            store: self.store.clone(),
+            template: self.settings.template.clone(),
+            metrics: self.metrics.clone(),
+            level: self.settings.compression_level,
+            progress: self.progress.clone(),
+        };
+        let stream_uploads = tokio::spawn(stream_uploader.run(stream_rx));
+        let segment_uploads = tokio::spawn(uploader.run(upload_rx));
+        let mut uploads = tokio::spawn(async move {
+            let _ = segment_uploads.await;
+            let _ = stream_uploads.await;
+        });
 
         let (jobs_tx, jobs_rx) = mpsc::channel(COMMIT_QUEUE);
         let compressing = tokio::spawn(compress_stage(
@@ -115,10 +159,16 @@ impl Sink for ArchiveSink {
             jobs_tx,
             self.settings.compression_level,
             self.component.clone(),
+            self.id.clone(),
+            self.progress.clone(),
         ));
-        self.commit_stage(jobs_rx, &upload_tx).await?;
+        let sinks = Uploads {
+            segments: upload_tx,
+            streams: stream_tx,
+        };
+        self.commit_stage(jobs_rx, &sinks).await?;
         let _ = compressing.await;
-        drop(upload_tx);
+        drop(sinks);
 
         tracing::info!(sink = %self.id, timeout = ?self.shutdown_timeout, "uploading the remaining staged segments");
         if tokio::time::timeout(self.shutdown_timeout, &mut uploads)
@@ -137,6 +187,8 @@ async fn compress_stage(
     jobs: mpsc::Sender<JoinHandle<Compressed>>,
     level: u32,
     metrics: ComponentMetrics,
+    sink: String,
+    progress: Arc<sediment_core::stream::Progress>,
 ) {
     let permits = Arc::new(Semaphore::new(COMPRESSORS));
     while let Some(batch) = input.recv().await {
@@ -144,9 +196,10 @@ async fn compress_stage(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
+        let (sink, progress) = (sink.clone(), progress.clone());
         let job = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            compress(batch, level)
+            compress(batch, level, &sink, &progress)
         });
         if jobs.send(job).await.is_err() {
             break;
@@ -158,8 +211,10 @@ impl ArchiveSink {
     async fn commit_stage(
         &mut self,
         mut jobs: mpsc::Receiver<JoinHandle<Compressed>>,
-        uploads: &mpsc::UnboundedSender<SealedSegment>,
+        uploads: &Uploads,
     ) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
+        let mut streams_sealed = false;
         let mut tick = tokio::time::interval(SEAL_CHECK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -176,35 +231,39 @@ impl ArchiveSink {
                     self.commit(round, uploads).await?;
                 }
                 _ = tick.tick() => self.commit(Vec::new(), uploads).await?,
+                _ = shutdown.cancelled(), if !streams_sealed => {
+                    // The source commits only what is stored: store stream files now.
+                    streams_sealed = true;
+                    let sealed = self.with_staging(|s| seal_streams(&mut s.streams)).await?;
+                    self.hand_over_streams(sealed, uploads);
+                }
             }
         }
         // Input closed: seal everything so the uploads can finish before exit.
-        let sealed = self
-            .with_staging(|staging| {
+        let (sealed, streams) = self
+            .with_staging(|s| {
                 let mut sealed = Vec::new();
-                for hour in staging.hours() {
-                    sealed.extend(staging.seal(hour)?);
+                for hour in s.staging.hours() {
+                    sealed.extend(s.staging.seal(hour)?);
                 }
-                Ok(sealed)
+                Ok((sealed, seal_streams(&mut s.streams)?))
             })
             .await?;
         self.hand_over(sealed, uploads);
+        self.hand_over_streams(streams, uploads);
         Ok(())
     }
 
     /// Appends a round (possibly empty) durably, completes its acks, seals what is due.
-    async fn commit(
-        &mut self,
-        round: Vec<Compressed>,
-        uploads: &mpsc::UnboundedSender<SealedSegment>,
-    ) -> anyhow::Result<()> {
+    async fn commit(&mut self, round: Vec<Compressed>, uploads: &Uploads) -> anyhow::Result<()> {
         let now = self.clock.now_ms().div_euclid(1000);
         let late_flush = self.settings.late_flush_interval.as_secs() as i64;
         let max_bytes = self.settings.max_object_size;
         let mut appends = Vec::new();
+        let mut stream_appends = Vec::new();
         let mut acks = Vec::with_capacity(round.len());
         let (mut events, mut late, mut bytes) = (0, 0, 0);
-        for c in round {
+        for (i, c) in round.into_iter().enumerate() {
             for m in c.members {
                 // An hour already past its close goes to a late part, flushed every late_flush_interval.
                 let deadline_if_new = if now >= m.close_at {
@@ -213,18 +272,67 @@ impl ArchiveSink {
                     m.close_at
                 };
                 bytes += m.member.len() as u64;
-                appends.push(Append {
-                    hour: m.hour,
-                    deadline_if_new,
-                    member: m.member,
-                });
+                match m.stream {
+                    // A stream's offsets are committed only once its records are stored:
+                    // its files go out at least every late_flush_interval, so the
+                    // commit lag stays bounded by that, not by the hour.
+                    Some(slice) => stream_appends.push((
+                        i,
+                        slice,
+                        m.hour,
+                        deadline_if_new.min(now + late_flush),
+                        m.member,
+                    )),
+                    None => appends.push(Append {
+                        hour: m.hour,
+                        deadline_if_new,
+                        member: m.member,
+                    }),
+                }
             }
             events += c.events;
             late += c.late_events;
-            acks.push(c.ack);
+            if c.skipped > 0 {
+                self.component
+                    .discarded("already_stored", "")
+                    .inc_by(c.skipped);
+            }
+            acks.push(Some(c.ack));
         }
+        let stream_acks: Vec<Option<sediment_core::Ack>> = acks.to_vec();
+        let progress = self.progress.clone();
         let result = self
-            .with_staging(move |staging| {
+            .with_staging(move |stages| {
+                // Stream members first: a batch whose member cannot be written fails.
+                let mut failed = Vec::new();
+                for (i, slice, hour, deadline, member) in stream_appends {
+                    let ack = stream_acks[i].as_ref().expect("one ack per batch");
+                    if let Err(e) = stages.streams.append(&slice, hour, deadline, &member, ack) {
+                        tracing::error!(stream = %slice.stream.name, error = %e, "cannot stage stream records; they are read again from the source");
+                        failed.push(i);
+                    }
+                }
+                // The clones used to hand acks to stream files are done with: a batch
+                // whose member could not be written fails through its dropped clone.
+                for (i, ack) in stream_acks.into_iter().enumerate() {
+                    if let Some(ack) = ack {
+                        if !failed.contains(&i) {
+                            ack.complete();
+                        }
+                    }
+                }
+                let dropped = stages.streams.drop_stale(&progress);
+                let _ = dropped;
+                let mut stream_sealed = Vec::new();
+                for key in stages
+                    .streams
+                    .oversized(max_bytes)
+                    .into_iter()
+                    .chain(stages.streams.due(now))
+                {
+                    stream_sealed.extend(stages.streams.seal(&key)?);
+                }
+                let staging = &mut stages.staging;
                 if appends.is_empty() {
                     // A tick: notice a removed staging folder even without traffic.
                     if let Err(e) = staging.restore_unlinked() {
@@ -244,16 +352,22 @@ impl ArchiveSink {
                         Err(e) => seal_error = Some(e),
                     }
                 }
-                Ok((appended, sealed, seal_error))
+                Ok((appended, sealed, seal_error, stream_sealed, failed))
             })
             .await;
-        let (appended, sealed, seal_error) = match result {
+        let (appended, sealed, seal_error, stream_sealed, failed) = match result {
             Ok(r) => r,
-            Err(e) => (Err(e), Vec::new(), None),
+            Err(e) => (Err(e), Vec::new(), None, Vec::new(), Vec::new()),
         };
+        for i in failed {
+            acks[i] = None; // dropped uncompleted: that batch failed
+        }
+        self.hand_over_streams(stream_sealed, uploads);
         match appended {
             Ok(evicted) => {
-                acks.into_iter().for_each(sediment_core::Ack::complete);
+                acks.into_iter()
+                    .flatten()
+                    .for_each(sediment_core::Ack::complete);
                 self.component.sent_events.inc_by(events);
                 self.metrics.late_events.inc_by(late);
                 self.metrics.staged_bytes.add(bytes as i64);
@@ -274,26 +388,28 @@ impl ArchiveSink {
         Ok(())
     }
 
-    fn hand_over(
-        &self,
-        sealed: Vec<SealedSegment>,
-        uploads: &mpsc::UnboundedSender<SealedSegment>,
-    ) {
+    fn hand_over(&self, sealed: Vec<SealedSegment>, uploads: &Uploads) {
         for segment in sealed {
             tracing::debug!(sink = %self.id, segment = %segment.path.display(), "sealed a segment for upload");
-            let _ = uploads.send(segment);
+            let _ = uploads.segments.send(segment);
         }
-        if let Some(staging) = &self.staging {
+        if let Some(stages) = &self.staging {
             self.metrics
                 .open_partitions
-                .set(staging.open_count() as i64);
+                .set((stages.staging.open_count() + stages.streams.open_count()) as i64);
+        }
+    }
+
+    fn hand_over_streams(&self, sealed: Vec<SealedStream>, uploads: &Uploads) {
+        for file in sealed {
+            let _ = uploads.streams.send(file);
         }
     }
 
     /// Runs `f` on the staging state on the blocking pool (it writes and fsyncs).
     async fn with_staging<T: Send + 'static>(
         &mut self,
-        f: impl FnOnce(&mut Staging) -> std::io::Result<T> + Send + 'static,
+        f: impl FnOnce(&mut Stages) -> std::io::Result<T> + Send + 'static,
     ) -> std::io::Result<T> {
         let mut staging = self
             .staging
@@ -308,4 +424,13 @@ impl ArchiveSink {
         self.staging = Some(staging);
         result
     }
+}
+
+/// Seals every open stream file.
+fn seal_streams(streams: &mut StreamStaging) -> std::io::Result<Vec<SealedStream>> {
+    let mut sealed = Vec::new();
+    for key in streams.keys() {
+        sealed.extend(streams.seal(&key)?);
+    }
+    Ok(sealed)
 }

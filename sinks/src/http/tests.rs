@@ -393,6 +393,7 @@ fn start_sink(id: &str, yaml: &str, shutdown_timeout: Duration) -> Running {
         clock: Arc::new(SystemClock),
         shutdown_timeout,
         shutdown: shutdown.clone(),
+        progress: Default::default(),
     };
     let client = HttpClient::new(id, client_settings, metrics.http_sink()).unwrap();
     let sink = Box::new(HttpSink::new(client, batch, &cx));

@@ -135,6 +135,7 @@ impl Running {
             clock: Arc::new(SystemClock),
             shutdown_timeout: Duration::from_secs(5),
             shutdown: Default::default(),
+            progress: Default::default(),
         };
         let (source, address): (Box<dyn Source>, _) = if settings.mode == Mode::Udp {
             let s = udp::UdpSource::bind(settings, &cx).unwrap();
