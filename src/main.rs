@@ -182,6 +182,10 @@ sources:
     max_body_size: 4MiB
     max_in_flight: 8
     queue_timeout: 250ms
+    memory_limit: 32MiB
+    request_timeout: 20s
+    max_events_per_request: 500000
+    max_hours_per_request: 24
     auth: {strategy: basic, username: u, password: "${PASSWORD:-p}"}
     headers: [X-Request-Id]
     timestamp_fields: [ts]

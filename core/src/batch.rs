@@ -37,6 +37,13 @@ impl Batch {
     }
 }
 
+impl Event {
+    /// Approximate size of the event as JSON, without serialising it.
+    pub fn estimated_json_bytes(&self) -> usize {
+        estimated_event_bytes(self)
+    }
+}
+
 fn estimated_event_bytes(event: &Event) -> usize {
     fn value(v: &serde_json::Value) -> usize {
         match v {

@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         Format::Mezmo,
         Format::Sniff,
     ][usize::from(*pick / 5 % 5)];
-    if let Ok(decoded) = decode(body, encoding, MAX) {
+    if let Ok(decoded) = decode(body, encoding, MAX, &mut |_| true) {
         assert!(
             decoded.len() as u64 <= MAX,
             "{} bytes past the limit",

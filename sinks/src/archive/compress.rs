@@ -150,3 +150,153 @@ pub fn compress(batch: Batch, level: u32, sink: &str, progress: &Progress) -> Co
         skipped,
     }
 }
+
+/// Splits a commit round so that no part touches more than `max_hours`
+/// distinct hours, keeping the open-segment bound (and one fsync per hour)
+/// within a round: whole batches where they fit, and a batch that alone spans
+/// more hours in pieces sharing its acknowledgement (it completes when every
+/// piece is durable; a piece that fails fails it).
+pub fn split_by_hours(round: Vec<Compressed>, max_hours: usize) -> Vec<Vec<Compressed>> {
+    let mut parts: Vec<Vec<Compressed>> = Vec::new();
+    let mut current: Vec<Compressed> = Vec::new();
+    let mut hours: Vec<i64> = Vec::new();
+    for c in round {
+        let mut new: Vec<i64> = Vec::new();
+        for m in &c.members {
+            if !hours.contains(&m.hour) && !new.contains(&m.hour) {
+                new.push(m.hour);
+            }
+        }
+        if hours.len() + new.len() <= max_hours {
+            hours.extend(new);
+            current.push(c);
+            continue;
+        }
+        if !current.is_empty() {
+            parts.push(std::mem::take(&mut current));
+            hours.clear();
+        }
+        let distinct = {
+            let mut d: Vec<i64> = c.members.iter().map(|m| m.hour).collect();
+            d.sort_unstable();
+            d.dedup();
+            d.len()
+        };
+        if distinct <= max_hours {
+            hours.extend(c.members.iter().map(|m| m.hour));
+            hours.sort_unstable();
+            hours.dedup();
+            current.push(c);
+            continue;
+        }
+        // One batch wider than a round may be: pieces of at most `max_hours` hours.
+        let Compressed {
+            members,
+            ack,
+            events,
+            late_events,
+            raw_bytes,
+            skipped,
+        } = c;
+        let mut pieces: Vec<Compressed> = Vec::new();
+        let mut piece_hours: Vec<i64> = Vec::new();
+        for m in members {
+            let starts_piece = pieces.is_empty()
+                || (!piece_hours.contains(&m.hour) && piece_hours.len() == max_hours);
+            if starts_piece {
+                piece_hours.clear();
+                let first = pieces.is_empty();
+                pieces.push(Compressed {
+                    members: Vec::new(),
+                    ack: ack.clone(),
+                    events: if first { events } else { 0 },
+                    late_events: if first { late_events } else { 0 },
+                    raw_bytes: if first { raw_bytes } else { 0 },
+                    skipped: if first { skipped } else { 0 },
+                });
+            }
+            if !piece_hours.contains(&m.hour) {
+                piece_hours.push(m.hour);
+            }
+            pieces
+                .last_mut()
+                .expect("a piece was started")
+                .members
+                .push(m);
+        }
+        ack.complete();
+        parts.extend(pieces.into_iter().map(|p| vec![p]));
+    }
+    if !current.is_empty() || parts.is_empty() {
+        parts.push(current);
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(hours: &[i64]) -> (Compressed, sediment_core::ack::AckWaiter) {
+        let (ack, waiter) = Ack::new();
+        let members = hours
+            .iter()
+            .map(|&hour| HourMember {
+                hour,
+                close_at: hour + 4200,
+                member: vec![1],
+                stream: None,
+            })
+            .collect();
+        let c = Compressed {
+            members,
+            ack,
+            events: hours.len() as u64,
+            late_events: 0,
+            raw_bytes: 1,
+            skipped: 0,
+        };
+        (c, waiter)
+    }
+
+    fn hours_of(part: &[Compressed]) -> usize {
+        let mut h: Vec<i64> = part
+            .iter()
+            .flat_map(|c| c.members.iter().map(|m| m.hour))
+            .collect();
+        h.sort_unstable();
+        h.dedup();
+        h.len()
+    }
+
+    #[tokio::test]
+    async fn rounds_are_split_to_stay_within_the_open_segment_bound() {
+        let (a, _wa) = batch(&[0, 3600]);
+        let (b, _wb) = batch(&[3600, 7200]);
+        let (c, _wc) = batch(&[10800, 14400, 18000]);
+        let parts = split_by_hours(vec![a, b, c], 3);
+        assert_eq!(parts.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 1]);
+        assert!(parts.iter().all(|p| hours_of(p) <= 3));
+        assert_eq!(
+            split_by_hours(Vec::new(), 3).len(),
+            1,
+            "a tick is one empty round"
+        );
+
+        let wide: Vec<i64> = (0..10).map(|h| h * 3600).collect();
+        let (w, waiter) = batch(&wide);
+        let parts = split_by_hours(vec![w], 4);
+        assert_eq!(parts.len(), 3);
+        assert!(parts.iter().all(|p| hours_of(p) <= 4));
+        assert_eq!(parts.iter().flatten().map(|c| c.events).sum::<u64>(), 10);
+        let mut acks: Vec<Ack> = parts.into_iter().flatten().map(|c| c.ack).collect();
+        let last = acks.pop().unwrap();
+        acks.into_iter().for_each(Ack::complete);
+        drop(last);
+        assert_eq!(
+            waiter.outcome().await,
+            sediment_core::Outcome::Failed,
+            "one piece not durable fails the whole batch"
+        );
+    }
+}

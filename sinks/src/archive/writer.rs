@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::compress::{compress, Compressed};
+use super::compress::{compress, split_by_hours, Compressed};
 use super::config::ArchiveSettings;
 use super::staging::{Append, Recovered, SealedSegment, Staging};
 use super::stream_upload::StreamUploader;
@@ -254,8 +254,20 @@ impl ArchiveSink {
         Ok(())
     }
 
-    /// Appends a round (possibly empty) durably, completes its acks, seals what is due.
+    /// Commits a round in parts that each touch at most [`MAX_OPEN_SEGMENTS`] hours.
     async fn commit(&mut self, round: Vec<Compressed>, uploads: &Uploads) -> anyhow::Result<()> {
+        for part in split_by_hours(round, MAX_OPEN_SEGMENTS) {
+            self.commit_part(part, uploads).await?;
+        }
+        Ok(())
+    }
+
+    /// Appends a round (possibly empty) durably, completes its acks, seals what is due.
+    async fn commit_part(
+        &mut self,
+        round: Vec<Compressed>,
+        uploads: &Uploads,
+    ) -> anyhow::Result<()> {
         let now = self.clock.now_ms().div_euclid(1000);
         let late_flush = self.settings.late_flush_interval.as_secs() as i64;
         let max_bytes = self.settings.max_object_size;

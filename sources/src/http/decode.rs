@@ -3,6 +3,7 @@
 //! Everything here is synchronous and runs on the blocking pool: decompressing and
 //! parsing a large body must not stall the async runtime.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use serde_json::{Map, Value};
@@ -19,6 +20,9 @@ pub enum BodyError {
     /// 415: a content type or encoding sediment does not read.
     #[error("{0}")]
     Unsupported(String),
+    /// 503: the source's memory budget has no room for it now.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// How the events are written in the body.
@@ -58,13 +62,21 @@ pub fn format_of(content_type: Option<&str>) -> Result<Format, BodyError> {
     }
 }
 
-/// Decompresses `body` per `Content-Encoding`, refusing more than `max` bytes out.
-pub fn decode(body: &[u8], encoding: Option<&str>, max: u64) -> Result<Vec<u8>, BodyError> {
+/// Decompresses `body` per `Content-Encoding`, refusing more than `max` bytes
+/// out. `room` is asked before the output buffer grows by that many bytes (the
+/// source's memory budget); a `false` stops with [`BodyError::Busy`]. An
+/// unencoded body is returned as it is, without a copy.
+pub fn decode<'a>(
+    body: &'a [u8],
+    encoding: Option<&str>,
+    max: u64,
+    room: &mut dyn FnMut(usize) -> bool,
+) -> Result<Cow<'a, [u8]>, BodyError> {
     let encoding = encoding
         .map(|e| e.trim().to_ascii_lowercase())
         .unwrap_or_default();
-    let reader: Box<dyn Read + '_> = match encoding.as_str() {
-        "" | "identity" => return Ok(body.to_vec()),
+    let mut reader: Box<dyn Read + '_> = match encoding.as_str() {
+        "" | "identity" => return Ok(Cow::Borrowed(body)),
         "gzip" | "x-gzip" => Box::new(flate2::read::MultiGzDecoder::new(body)),
         // HTTP's "deflate" is zlib-wrapped; some clients send raw deflate anyway.
         "deflate" if body.first().is_some_and(|b| b & 0x0f == 8) => {
@@ -81,36 +93,96 @@ pub fn decode(body: &[u8], encoding: Option<&str>, max: u64) -> Result<Vec<u8>, 
             )))
         }
     };
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max as usize));
-    reader
-        .take(max + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| BodyError::Malformed(format!("body is not valid {encoding}: {e}")))?;
-    if out.len() as u64 > max {
-        return Err(BodyError::TooLarge(format!(
+    let too_large = || {
+        BodyError::TooLarge(format!(
             "the decompressed body is larger than max_body_size ({max} bytes)"
-        )));
+        ))
+    };
+    let mut out: Vec<u8> = Vec::new();
+    let mut step = [0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut step) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(BodyError::Malformed(format!(
+                    "body is not valid {encoding}: {e}"
+                )))
+            }
+        };
+        if (out.len() + n) as u64 > max {
+            return Err(too_large());
+        }
+        if out.len() + n > out.capacity() {
+            let grow = out
+                .capacity()
+                .max(256 * 1024)
+                .min(max as usize + 1 - out.len());
+            let grow = grow.max(n);
+            if !room(grow) {
+                return Err(BodyError::Busy(
+                    "sediment is holding as much request data as memory_limit allows; retry later"
+                        .into(),
+                ));
+            }
+            out.reserve_exact(grow);
+        }
+        out.extend_from_slice(&step[..n]);
     }
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
-/// Parses a decoded body into JSON objects (not yet stamped).
+/// Receives a body's objects one at a time; an error stops the parse.
+pub type Each<'a> = dyn FnMut(Map<String, Value>) -> Result<(), BodyError> + 'a;
+
+/// Parses a decoded body into JSON objects (not yet stamped), all at once
+/// (the unit tests and the `http_body` fuzz target).
+#[allow(dead_code)]
 pub fn parse(body: &[u8], format: Format) -> Result<Vec<Map<String, Value>>, BodyError> {
-    match format {
-        Format::Ndjson => parse_ndjson(body),
-        Format::Json => parse_json(body),
-        Format::Text => parse_text(body),
-        Format::Mezmo => parse_mezmo(body),
-        Format::Sniff => match body.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'[') => parse_json(body),
-            Some(b'{') => parse_ndjson(body),
-            _ => parse_text(body),
-        },
-    }
+    let mut objects = Vec::new();
+    for_each_object(body, format, &mut |o| {
+        objects.push(o);
+        Ok(())
+    })?;
+    Ok(objects)
 }
 
-fn parse_ndjson(body: &[u8]) -> Result<Vec<Map<String, Value>>, BodyError> {
-    let mut events = Vec::with_capacity(body.len() / 200 + 1);
+/// Hands every object of a decoded body to `each`, in order, holding one at a
+/// time: a large body costs the memory of its objects only as long as `each`
+/// keeps them. An integer a JSON parser would have to round (beyond 64 bits)
+/// refuses the body, after every object was seen, so a caller that keeps
+/// nothing until the end stays all-or-nothing.
+pub fn for_each_object(body: &[u8], format: Format, each: &mut Each<'_>) -> Result<(), BodyError> {
+    let mut rounded = false;
+    {
+        let mut checked = |o: Map<String, Value>| {
+            rounded = rounded || o.values().any(maybe_rounded);
+            each(o)
+        };
+        match format {
+            Format::Ndjson => ndjson(body, &mut checked),
+            Format::Json => json(body, &mut checked),
+            Format::Text => text(body, &mut checked),
+            Format::Mezmo => mezmo(body, &mut checked),
+            Format::Sniff => match body.iter().find(|b| !b.is_ascii_whitespace()) {
+                Some(b'[') => json(body, &mut checked),
+                // A pretty-printed object spans lines: its first line is not a whole value.
+                Some(b'{') if first_line_incomplete(body) => json_stream(body, &mut checked),
+                Some(b'{') => ndjson(body, &mut checked),
+                _ => text(body, &mut checked),
+            },
+        }?;
+    }
+    if rounded {
+        if let Some(e) = inexact_integer(body) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn ndjson(body: &[u8], each: &mut Each<'_>) -> Result<(), BodyError> {
     for (index, line) in body.split(|b| *b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -123,45 +195,66 @@ fn parse_ndjson(body: &[u8]) -> Result<Vec<Map<String, Value>>, BodyError> {
                 json_reason(&e, false)
             ))
         })?;
-        events.push(to_object(value).map_err(|what| {
+        each(to_object(value).map_err(|what| {
             BodyError::Malformed(format!(
                 "line {}: expected a JSON object or string, found {what}",
                 index + 1
             ))
-        })?);
+        })?)?;
     }
-    Ok(events)
+    Ok(())
 }
 
-fn parse_json(body: &[u8]) -> Result<Vec<Map<String, Value>>, BodyError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Array(items)) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| {
-                to_object(v).map_err(|what| {
-                    BodyError::Malformed(format!(
-                        "element {i} of the array: expected a JSON object or string, found {what}"
-                    ))
-                })
-            })
-            .collect(),
-        Ok(value) => Ok(vec![to_object(value).map_err(|what| {
-            BodyError::Malformed(format!(
-                "expected a JSON object, array or string, found {what}"
-            ))
-        })?]),
-        // Several documents one per line under `application/json`: a common NDJSON label mix-up.
-        Err(e) if e.to_string().starts_with("trailing characters") => parse_ndjson(body),
-        Err(e) => Err(BodyError::Malformed(format!(
+/// `application/json`: one array, streamed element by element; anything else
+/// is read as a sequence of JSON documents (one object, NDJSON sent under the
+/// wrong label, pretty-printed objects one after another).
+fn json(body: &[u8], each: &mut Each<'_>) -> Result<(), BodyError> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
+        return json_stream(body, each);
+    }
+    let mut failure = None;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let elements = Elements {
+        each,
+        failure: &mut failure,
+        what: Elements::ARRAY,
+    };
+    let result = serde::Deserializer::deserialize_seq(&mut de, elements).and_then(|()| de.end());
+    match (failure, result) {
+        (Some(e), _) => Err(e),
+        (None, Ok(())) => Ok(()),
+        (None, Err(e)) => Err(BodyError::Malformed(format!(
             "invalid JSON: {}",
             json_reason(&e, true)
         ))),
     }
 }
 
-fn parse_text(body: &[u8]) -> Result<Vec<Map<String, Value>>, BodyError> {
-    let mut events = Vec::with_capacity(body.len() / 100 + 1);
+fn json_stream(body: &[u8], each: &mut Each<'_>) -> Result<(), BodyError> {
+    let documents = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
+    for (i, document) in documents.enumerate() {
+        let value = document.map_err(|e| {
+            BodyError::Malformed(format!("invalid JSON: {}", json_reason(&e, true)))
+        })?;
+        each(to_object(value).map_err(|what| {
+            BodyError::Malformed(format!(
+                "document {} of the body: expected a JSON object, array or string, found {what}",
+                i + 1
+            ))
+        })?)?;
+    }
+    Ok(())
+}
+
+fn first_line_incomplete(body: &[u8]) -> bool {
+    let line = body
+        .split(|b| *b == b'\n')
+        .find(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .unwrap_or_default();
+    serde_json::from_slice::<serde::de::IgnoredAny>(line).is_err_and(|e| e.is_eof())
+}
+
+fn text(body: &[u8], each: &mut Each<'_>) -> Result<(), BodyError> {
     for (index, line) in body.split(|b| *b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
@@ -176,38 +269,191 @@ fn parse_text(body: &[u8]) -> Result<Vec<Map<String, Value>>, BodyError> {
         })?;
         let mut event = Map::new();
         event.insert("message".into(), Value::String(text.to_owned()));
-        events.push(event);
+        each(event)?;
     }
-    Ok(events)
+    Ok(())
 }
 
-fn parse_mezmo(body: &[u8]) -> Result<Vec<Map<String, Value>>, BodyError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| BodyError::Malformed(format!("invalid JSON: {}", json_reason(&e, true))))?;
-    let Value::Object(mut root) = value else {
-        return Err(BodyError::Malformed(
-            "expected an object with a `lines` array".into(),
-        ));
+/// Mezmo's `{"lines": [...]}`, its lines streamed one by one.
+fn mezmo(body: &[u8], each: &mut Each<'_>) -> Result<(), BodyError> {
+    let mut failure = None;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let root = MezmoRoot {
+        each,
+        failure: &mut failure,
     };
-    let Some(Value::Array(lines)) = root.remove("lines") else {
-        return Err(BodyError::Malformed(
-            "expected an object with a `lines` array".into(),
-        ));
-    };
-    lines
-        .into_iter()
-        .enumerate()
-        .map(|(i, line)| match line {
-            Value::Object(m) if m.get("line").is_some_and(Value::is_string) => Ok(m),
-            Value::Object(_) => Err(BodyError::Malformed(format!(
-                "lines[{i}]: missing the string field `line`"
-            ))),
-            other => Err(BodyError::Malformed(format!(
-                "lines[{i}]: expected an object, found {}",
-                kind(&other)
-            ))),
+    let result = serde::Deserializer::deserialize_map(&mut de, root).and_then(|()| de.end());
+    match (failure, result) {
+        (Some(e), _) => Err(e),
+        (None, Ok(())) => Ok(()),
+        (None, Err(e)) => Err(BodyError::Malformed(format!(
+            "invalid JSON: {}",
+            json_reason(&e, true)
+        ))),
+    }
+}
+
+/// Visits an array, handing each element to `each` as it is parsed.
+struct Elements<'a, 'b> {
+    each: &'a mut Each<'b>,
+    failure: &'a mut Option<BodyError>,
+    what: &'static str,
+}
+
+impl Elements<'_, '_> {
+    const ARRAY: &'static str = "array";
+    const MEZMO: &'static str = "mezmo";
+
+    fn take(&mut self, i: usize, value: Value) -> Result<(), BodyError> {
+        let object = if self.what == Self::MEZMO {
+            match value {
+                Value::Object(m) if m.get("line").is_some_and(Value::is_string) => m,
+                Value::Object(_) => {
+                    return Err(BodyError::Malformed(format!(
+                        "lines[{i}]: missing the string field `line`"
+                    )))
+                }
+                other => {
+                    return Err(BodyError::Malformed(format!(
+                        "lines[{i}]: expected an object, found {}",
+                        kind(&other)
+                    )))
+                }
+            }
+        } else {
+            to_object(value).map_err(|what| {
+                BodyError::Malformed(format!(
+                    "element {i} of the array: expected a JSON object or string, found {what}"
+                ))
+            })?
+        };
+        (self.each)(object)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Elements<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(if self.what == Self::MEZMO {
+            "the `lines` array"
+        } else {
+            "a JSON array"
         })
-        .collect()
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        while let Some(value) = seq.next_element::<Value>()? {
+            if let Err(e) = self.take(i, value) {
+                *self.failure = Some(e);
+                return Err(serde::de::Error::custom("stopped"));
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Elements<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+/// Visits a Mezmo body's root object, streaming its `lines`.
+struct MezmoRoot<'a, 'b> {
+    each: &'a mut Each<'b>,
+    failure: &'a mut Option<BodyError>,
+}
+
+impl<'de> serde::de::Visitor<'de> for MezmoRoot<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object with a `lines` array")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut found = false;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "lines" && !found {
+                found = true;
+                map.next_value_seed(Elements {
+                    each: &mut *self.each,
+                    failure: &mut *self.failure,
+                    what: Elements::MEZMO,
+                })?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        if !found {
+            *self.failure = Some(BodyError::Malformed(
+                "expected an object with a `lines` array".into(),
+            ));
+            return Err(serde::de::Error::custom("stopped"));
+        }
+        Ok(())
+    }
+}
+
+/// A number a JSON parser may have rounded: an integral float beyond `i64`.
+fn maybe_rounded(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => n
+            .as_f64()
+            .is_some_and(|f| n.is_f64() && f.fract() == 0.0 && f.abs() >= 9.2e18),
+        Value::Array(items) => items.iter().any(maybe_rounded),
+        Value::Object(m) => m.values().any(maybe_rounded),
+        _ => false,
+    }
+}
+
+/// The first integer literal of `body` (outside strings) that fits neither
+/// `i64` nor `u64`: it would be archived rounded, so the body is refused.
+fn inexact_integer(body: &[u8]) -> Option<BodyError> {
+    let (mut in_string, mut escaped) = (false, false);
+    let (mut line, mut line_start) = (1, 0);
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            while i < body.len()
+                && matches!(body[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+            {
+                i += 1;
+            }
+            let token = std::str::from_utf8(&body[start..i]).unwrap_or("");
+            let integral = !token.contains(['.', 'e', 'E']);
+            if integral && token.parse::<i64>().is_err() && token.parse::<u64>().is_err() {
+                let shown: String = token.chars().take(40).collect();
+                return Some(BodyError::Malformed(format!(
+                    "line {line}: the integer {shown} does not fit in 64 bits and would be archived rounded; send it as a string (column {})",
+                    start - line_start + 1
+                )));
+            }
+            continue;
+        }
+        if b == b'\n' {
+            line += 1;
+            line_start = i + 1;
+        }
+        i += 1;
+    }
+    None
 }
 
 fn to_object(value: Value) -> Result<Map<String, Value>, &'static str> {
@@ -245,117 +491,5 @@ fn json_reason(e: &serde_json::Error, with_line: bool) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn messages(events: &[Map<String, Value>]) -> Vec<String> {
-        events
-            .iter()
-            .map(|e| Value::Object(e.clone()).to_string())
-            .collect()
-    }
-
-    #[test]
-    fn ndjson_json_and_text() {
-        let ndjson = parse(b"{\"a\":1}\r\n\n\"plain\"\n{\"b\":2}", Format::Ndjson).unwrap();
-        assert_eq!(
-            messages(&ndjson),
-            vec![r#"{"a":1}"#, r#"{"message":"plain"}"#, r#"{"b":2}"#]
-        );
-        assert_eq!(parse(br#"[{"a":1},"x"]"#, Format::Json).unwrap().len(), 2);
-        assert_eq!(parse(br#"{"a":1}"#, Format::Json).unwrap().len(), 1);
-        assert_eq!(
-            parse(b"{\"a\":1}\n{\"a\":2}\n", Format::Json)
-                .unwrap()
-                .len(),
-            2,
-            "NDJSON sent as application/json"
-        );
-        assert_eq!(
-            messages(&parse(b"one\r\ntwo\n\n", Format::Text).unwrap()),
-            vec![r#"{"message":"one"}"#, r#"{"message":"two"}"#]
-        );
-        assert_eq!(parse(b"  [{\"a\":1}]", Format::Sniff).unwrap().len(), 1);
-        assert_eq!(parse(b"hello", Format::Sniff).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn malformed_bodies_name_the_line() {
-        let e = parse(b"{\"a\":1}\n{\"b\":\n{\"c\":3}", Format::Ndjson).unwrap_err();
-        assert_eq!(
-            e,
-            BodyError::Malformed(
-                "line 2: invalid JSON: EOF while parsing a value (column 5)".into()
-            )
-        );
-        let e = parse(b"{\"a\":1}\n42\n", Format::Ndjson).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "line 2: expected a JSON object or string, found a number"
-        );
-        let e = parse(b"ok\n\xff\xfe\n", Format::Text).unwrap_err();
-        assert_eq!(e.to_string(), "line 2: not valid UTF-8 at byte 1");
-        assert!(parse(b"[1,", Format::Json)
-            .unwrap_err()
-            .to_string()
-            .starts_with("invalid JSON: "));
-        let deep = "[".repeat(10_000);
-        assert!(
-            parse(deep.as_bytes(), Format::Json).is_err(),
-            "deep nesting is refused, not a stack overflow"
-        );
-    }
-
-    #[test]
-    fn mezmo_lines() {
-        let body = br#"{"lines":[{"line":"hi","app":"web","timestamp":1700000000000}]}"#;
-        let events = parse(body, Format::Mezmo).unwrap();
-        assert_eq!(events[0]["app"], "web");
-        assert!(parse(br#"{"lines":[{"app":"x"}]}"#, Format::Mezmo)
-            .unwrap_err()
-            .to_string()
-            .contains("lines[0]: missing the string field `line`"));
-        assert!(parse(br#"{"nope":1}"#, Format::Mezmo).is_err());
-    }
-
-    #[test]
-    fn encodings_and_limits() {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(b"hello\n").unwrap();
-        let gz = gz.finish().unwrap();
-        assert_eq!(decode(&gz, Some("gzip"), 100).unwrap(), b"hello\n");
-        assert!(matches!(
-            decode(&gz, Some("gzip"), 3),
-            Err(BodyError::TooLarge(_))
-        ));
-        assert!(matches!(
-            decode(&gz[..gz.len() - 4], Some("gzip"), 100),
-            Err(BodyError::Malformed(_))
-        ));
-        assert!(matches!(
-            decode(b"not gzip", Some("gzip"), 100),
-            Err(BodyError::Malformed(_))
-        ));
-        let z = zstd::encode_all(&b"zz\n"[..], 3).unwrap();
-        assert_eq!(decode(&z, Some("zstd"), 100).unwrap(), b"zz\n");
-        let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-        zl.write_all(b"d\n").unwrap();
-        assert_eq!(
-            decode(&zl.finish().unwrap(), Some("deflate"), 100).unwrap(),
-            b"d\n"
-        );
-        assert!(matches!(
-            decode(b"x", Some("br"), 100),
-            Err(BodyError::Unsupported(_))
-        ));
-        assert!(matches!(
-            format_of(Some("application/xml")),
-            Err(BodyError::Unsupported(_))
-        ));
-        assert_eq!(
-            format_of(Some("application/x-ndjson; charset=utf-8")),
-            Ok(Format::Ndjson)
-        );
-    }
-}
+#[path = "decode_tests.rs"]
+mod tests;

@@ -1,6 +1,9 @@
 //! The `http` source: `POST` logs to `path` (NDJSON, JSON, text) or Mezmo-style
 //! to `/logs/ingest`; answers 200 only once every event is durable in every sink.
 
+mod body;
+mod budget;
+mod chunks;
 mod decode;
 pub mod idempotency;
 mod server;
@@ -53,6 +56,18 @@ struct HttpOptions {
     /// (for re-ingesting restored lines); never on `/logs/ingest`.
     #[serde(default)]
     trust_meta: bool,
+    /// What request bodies and their events may hold in memory at once.
+    #[serde(default = "default_memory_limit")]
+    memory_limit: ByteSize,
+    /// How long a client may take to send its body.
+    #[serde(default = "default_request_timeout")]
+    request_timeout: ConfigDuration,
+    /// Most distinct event hours in one request.
+    #[serde(default = "default_max_hours_per_request")]
+    max_hours_per_request: usize,
+    /// Most events (or lines) in one request; more gets 413.
+    #[serde(default = "default_max_events_per_request")]
+    max_events_per_request: usize,
 }
 
 /// `auth:` — bearer tokens or one basic-auth user.
@@ -85,6 +100,18 @@ fn default_max_in_flight() -> usize {
 fn default_queue_timeout() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(1))
 }
+fn default_memory_limit() -> ByteSize {
+    ByteSize(64 << 20)
+}
+fn default_request_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(30))
+}
+fn default_max_hours_per_request() -> usize {
+    48
+}
+fn default_max_events_per_request() -> usize {
+    1_000_000
+}
 fn default_timestamp_fields() -> Vec<String> {
     DEFAULT_TIMESTAMP_FIELDS
         .iter()
@@ -113,6 +140,14 @@ pub struct HttpSettings {
     pub timestamp_fields: Vec<String>,
     /// Keep a client's `_meta` object on `path` (never on `/logs/ingest`).
     pub trust_meta: bool,
+    /// Bytes request bodies and their events may hold at once.
+    pub memory_limit: u64,
+    /// Time allowed for a body to arrive.
+    pub request_timeout: Duration,
+    /// Most distinct event hours in one request.
+    pub max_hours_per_request: usize,
+    /// Most events in one request.
+    pub max_events_per_request: usize,
 }
 
 /// Registry entry for `type: http`.
@@ -137,6 +172,33 @@ fn parse(cx: &ParseContext, value: serde_yaml::Value) -> Result<Validated, Vec<C
         errors.push(ConfigError::new(
             join(&cx.path, "max_in_flight"),
             "must be at least 1",
+        ));
+    }
+    if o.memory_limit.get() < o.max_body_size.get() {
+        errors.push(ConfigError::new(
+            join(&cx.path, "memory_limit"),
+            format!(
+                "must be at least max_body_size ({} bytes), or a body of that size could never be accepted",
+                o.max_body_size.get()
+            ),
+        ));
+    }
+    if o.max_events_per_request == 0 {
+        errors.push(ConfigError::new(
+            join(&cx.path, "max_events_per_request"),
+            "must be at least 1",
+        ));
+    }
+    if o.max_hours_per_request == 0 {
+        errors.push(ConfigError::new(
+            join(&cx.path, "max_hours_per_request"),
+            "must be at least 1",
+        ));
+    }
+    if o.request_timeout.get().is_zero() {
+        errors.push(ConfigError::new(
+            join(&cx.path, "request_timeout"),
+            "must be more than 0s",
         ));
     }
     match &o.auth {
@@ -169,6 +231,10 @@ fn parse(cx: &ParseContext, value: serde_yaml::Value) -> Result<Validated, Vec<C
         headers: o.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
         timestamp_fields: o.timestamp_fields,
         trust_meta: o.trust_meta,
+        memory_limit: o.memory_limit.get(),
+        request_timeout: o.request_timeout.get(),
+        max_hours_per_request: o.max_hours_per_request,
+        max_events_per_request: o.max_events_per_request,
     })))
 }
 

@@ -12,7 +12,7 @@ use axum::routing::post;
 use axum::Router;
 use base64::Engine;
 use sediment_core::component::{BuildContext, Source};
-use sediment_core::event::{format_time_ms, now_ms, Replaced, Stamp};
+use sediment_core::event::{format_time_ms, now_ms, Replaced};
 use sediment_core::metrics::ComponentMetrics;
 use sediment_core::output::SendError;
 use sediment_core::{Ack, Batch, Event, Outcome, Output};
@@ -21,6 +21,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::body;
+use super::budget::{MemoryBudget, Shortfall};
+use super::chunks::{self, Prepared};
 use super::decode::{self, BodyError, Format};
 use super::idempotency::{self, Begin, Keys};
 use super::{AuthOptions, HttpSettings, MEZMO_PATH};
@@ -43,6 +46,8 @@ struct Shared {
     out: Output,
     metrics: ComponentMetrics,
     in_flight: Semaphore,
+    /// What request bodies and their events may hold at once.
+    budget: MemoryBudget,
     /// Idempotency keys of requests taken.
     keys: Keys,
 }
@@ -69,6 +74,7 @@ impl Source for HttpSource {
     async fn run(self: Box<Self>, out: Output, shutdown: CancellationToken) -> anyhow::Result<()> {
         let shared = Arc::new(Shared {
             in_flight: Semaphore::new(self.settings.max_in_flight),
+            budget: MemoryBudget::new(self.settings.memory_limit),
             settings: self.settings,
             id: self.id,
             out,
@@ -225,6 +231,18 @@ async fn accept(
     if declared.is_some_and(|len| len > max) {
         return too_large();
     }
+    // The body first, bounded in time and held in the memory budget; only then a
+    // slot, so that slow senders cannot hold the slots others need.
+    let mut reservation = shared.budget.reserve();
+    let limits = body::BodyLimits {
+        max,
+        deadline: tokio::time::Instant::now() + shared.settings.request_timeout,
+        queue_timeout: shared.settings.queue_timeout,
+    };
+    let raw = match body::read(body, declared, limits, &mut reservation).await {
+        Ok(b) => b,
+        Err(refusal) => return refused_body(shared, refusal),
+    };
     let Ok(_permit) =
         tokio::time::timeout(shared.settings.queue_timeout, shared.in_flight.acquire()).await
     else {
@@ -233,54 +251,31 @@ async fn accept(
             "too many requests in flight; retry later",
         );
     };
-    let raw = match axum::body::to_bytes(body, max as usize).await {
-        Ok(b) => b,
-        Err(e) if is_length_limit(&e) => return too_large(),
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the body: {e}"),
-            )
-        }
-    };
     let received_bytes = raw.len() as u64;
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let meta = request_meta(shared, peer, query, headers);
-    let timestamp_fields = shared.settings.timestamp_fields.clone();
-    // Mezmo's lines carry their own `meta`; `_meta` there is always sediment's, so
-    // the server's hostname and tags cannot be replaced by a line.
-    let trust_meta = shared.settings.trust_meta && format != Format::Mezmo;
-    let parsed = tokio::task::spawn_blocking(move || -> Result<_, BodyError> {
-        let body = decode::decode(&raw, encoding.as_deref(), max)?;
-        let objects = decode::parse(&body, format)?;
-        let stamp = Stamp {
-            timestamp_fields: &timestamp_fields,
-            now_ms: now_ms(),
-            meta: &meta,
-            trust_meta,
-        };
-        let mut replaced = Replaced::default();
-        let events: Vec<Event> = objects
-            .into_iter()
-            .map(|o| Event::stamp_with(o, &stamp, &mut replaced))
-            .collect();
-        Ok((events, replaced))
+    let request = chunks::Request {
+        body: raw,
+        encoding: headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        format,
+        max_body_size: max,
+        timestamp_fields: shared.settings.timestamp_fields.clone(),
+        meta: request_meta(shared, peer, query, headers),
+        // Mezmo's lines carry their own `meta`; `_meta` there is always sediment's, so
+        // the server's hostname and tags cannot be replaced by a line.
+        trust_meta: shared.settings.trust_meta && format != Format::Mezmo,
+        now_ms: now_ms(),
+        max_hours: shared.settings.max_hours_per_request,
+        max_events: shared.settings.max_events_per_request,
+    };
+    let prepared = tokio::task::spawn_blocking(move || {
+        let prepared = chunks::prepare(request, &mut reservation);
+        (prepared, reservation)
     })
     .await;
-    let events = match parsed {
-        Ok(Ok((events, replaced))) => {
-            count_replaced(&shared.metrics, replaced);
-            events
-        }
-        Ok(Err(BodyError::Malformed(m))) => {
-            shared.metrics.errors("bad_request").inc();
-            return error(StatusCode::BAD_REQUEST, m);
-        }
-        Ok(Err(BodyError::TooLarge(m))) => return error(StatusCode::PAYLOAD_TOO_LARGE, m),
-        Ok(Err(BodyError::Unsupported(m))) => return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
+    let (prepared, mut reservation) = match prepared {
+        Ok(p) => p,
         Err(e) => {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -288,30 +283,133 @@ async fn accept(
             )
         }
     };
-    let count = events.len();
-    if count == 0 {
-        return (StatusCode::OK, json!({ "accepted": 0 }));
+    let (count, outcome) = match prepared {
+        Ok(Prepared::Whole(events, replaced)) => {
+            count_replaced(&shared.metrics, replaced);
+            let count = events.len();
+            if count == 0 {
+                return (StatusCode::OK, json!({ "accepted": 0 }));
+            }
+            (count, send_whole(shared, events).await)
+        }
+        Ok(Prepared::Chunked(chunker, replaced)) => {
+            if let Err(e) = reservation
+                .grow(chunks::CHUNKED_ALLOWANCE, shared.settings.queue_timeout)
+                .await
+            {
+                return refused_body(
+                    shared,
+                    match e {
+                        Shortfall::Busy => body::BodyRefusal::Busy,
+                        Shortfall::TooLarge => body::BodyRefusal::OverBudget,
+                    },
+                );
+            }
+            count_replaced(&shared.metrics, replaced);
+            let count = chunker.events;
+            (count, send_chunked(shared, chunker).await)
+        }
+        Err(e) => return refused_parse(shared, e),
+    };
+    drop(reservation);
+    match outcome {
+        Sent::All(outcome) => answer(shared, count, received_bytes, outcome),
+        Sent::Refused(reason) => {
+            shared.metrics.errors("pipeline_full").inc();
+            let message = match reason {
+                SendError::Full => "the pipeline is full; retry later",
+                SendError::Closed => "sediment is shutting down; retry later",
+            };
+            error(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
     }
+}
+
+/// How sending a request's batches ended.
+enum Sent {
+    /// Every batch went in; the worst outcome of their acknowledgements.
+    All(Outcome),
+    /// The pipeline refused the (first or a later) batch.
+    Refused(SendError),
+}
+
+async fn send_whole(shared: &Shared, events: Vec<Event>) -> Sent {
     let (ack, waiter) = Ack::new();
     match shared
         .out
         .try_send(Batch::new(events, ack), shared.settings.queue_timeout)
         .await
     {
-        Ok(()) => {}
+        Ok(()) => Sent::All(waiter.outcome().await),
         Err((reason, batch)) => {
             batch.ack.complete();
-            shared.metrics.errors("pipeline_full").inc();
-            let message = match reason {
-                SendError::Full => "the pipeline is full; retry later",
-                SendError::Closed => "sediment is shutting down; retry later",
-            };
-            return error(StatusCode::SERVICE_UNAVAILABLE, message);
+            Sent::Refused(reason)
         }
     }
+}
+
+/// Streams a validated large body's chunks, [`chunks::OUTSTANDING`] at once.
+/// Later chunks wait for room up to `request_timeout`: a busy pipeline slows a
+/// large request down rather than cutting it in two.
+async fn send_chunked(shared: &Shared, chunker: chunks::Chunker) -> Sent {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let producer = tokio::task::spawn_blocking(move || chunker.run(tx));
+    let mut pending = std::collections::VecDeque::new();
+    let mut worst = Outcome::Delivered;
+    let mut refused = None;
+    let mut first = true;
+    while let Some(events) = rx.recv().await {
+        while pending.len() >= chunks::OUTSTANDING {
+            let waiter: sediment_core::ack::AckWaiter = pending.pop_front().expect("not empty");
+            worst = worse(worst, waiter.outcome().await);
+        }
+        if worst != Outcome::Delivered {
+            break;
+        }
+        let wait = if first {
+            shared.settings.queue_timeout
+        } else {
+            shared.settings.request_timeout
+        };
+        first = false;
+        let (ack, waiter) = Ack::new();
+        match shared.out.try_send(Batch::new(events, ack), wait).await {
+            Ok(()) => pending.push_back(waiter),
+            Err((reason, batch)) => {
+                batch.ack.complete();
+                refused = Some(reason);
+                break;
+            }
+        }
+    }
+    drop(rx);
+    for waiter in pending {
+        worst = worse(worst, waiter.outcome().await);
+    }
+    let _ = producer.await;
+    match refused {
+        Some(reason) if worst == Outcome::Delivered => Sent::Refused(reason),
+        _ => Sent::All(worst),
+    }
+}
+
+fn worse(a: Outcome, b: Outcome) -> Outcome {
+    match (a, b) {
+        (Outcome::Rejected, _) | (_, Outcome::Rejected) => Outcome::Rejected,
+        (Outcome::Failed, _) | (_, Outcome::Failed) => Outcome::Failed,
+        _ => Outcome::Delivered,
+    }
+}
+
+fn answer(
+    shared: &Shared,
+    count: usize,
+    received_bytes: u64,
+    outcome: Outcome,
+) -> (StatusCode, Value) {
     shared.metrics.received_events.inc_by(count as u64);
     shared.metrics.received_bytes.inc_by(received_bytes);
-    match waiter.outcome().await {
+    match outcome {
         Outcome::Delivered => {
             shared.metrics.sent_events.inc_by(count as u64);
             (StatusCode::OK, json!({ "accepted": count }))
@@ -334,6 +432,62 @@ async fn accept(
     }
 }
 
+fn refused_body(shared: &Shared, refusal: body::BodyRefusal) -> (StatusCode, Value) {
+    let s = &shared.settings;
+    match refusal {
+        body::BodyRefusal::TooLarge => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is larger than max_body_size ({} bytes)",
+                s.max_body_size
+            ),
+        ),
+        body::BodyRefusal::OverBudget => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "this request needs more memory than memory_limit ({} bytes) allows",
+                s.memory_limit
+            ),
+        ),
+        body::BodyRefusal::Timeout => {
+            shared.metrics.errors("body_timeout").inc();
+            error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within request_timeout ({:?})",
+                    s.request_timeout
+                ),
+            )
+        }
+        body::BodyRefusal::Busy => {
+            shared.metrics.errors("memory_limit").inc();
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sediment is holding as much request data as memory_limit allows; retry later",
+            )
+        }
+        body::BodyRefusal::Broken(e) => error(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the body: {e}"),
+        ),
+    }
+}
+
+fn refused_parse(shared: &Shared, e: BodyError) -> (StatusCode, Value) {
+    match e {
+        BodyError::Malformed(m) => {
+            shared.metrics.errors("bad_request").inc();
+            error(StatusCode::BAD_REQUEST, m)
+        }
+        BodyError::TooLarge(m) => error(StatusCode::PAYLOAD_TOO_LARGE, m),
+        BodyError::Unsupported(m) => error(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
+        BodyError::Busy(m) => {
+            shared.metrics.errors("memory_limit").inc();
+            error(StatusCode::SERVICE_UNAVAILABLE, m)
+        }
+    }
+}
+
 /// Counts reserved fields a client sent that had to be replaced.
 fn count_replaced(metrics: &ComponentMetrics, replaced: Replaced) {
     for (error_type, n) in [
@@ -345,17 +499,6 @@ fn count_replaced(metrics: &ComponentMetrics, replaced: Replaced) {
             metrics.errors(error_type).inc_by(n);
         }
     }
-}
-
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
 }
 
 fn request_meta(

@@ -1,0 +1,194 @@
+//! Tests of body decoding and parsing.
+
+use super::*;
+use std::io::Write;
+
+fn messages(events: &[Map<String, Value>]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| Value::Object(e.clone()).to_string())
+        .collect()
+}
+
+#[test]
+fn ndjson_json_and_text() {
+    let ndjson = parse(b"{\"a\":1}\r\n\n\"plain\"\n{\"b\":2}", Format::Ndjson).unwrap();
+    assert_eq!(
+        messages(&ndjson),
+        vec![r#"{"a":1}"#, r#"{"message":"plain"}"#, r#"{"b":2}"#]
+    );
+    assert_eq!(parse(br#"[{"a":1},"x"]"#, Format::Json).unwrap().len(), 2);
+    assert_eq!(parse(br#"{"a":1}"#, Format::Json).unwrap().len(), 1);
+    assert_eq!(
+        parse(b"{\"a\":1}\n{\"a\":2}\n", Format::Json)
+            .unwrap()
+            .len(),
+        2,
+        "NDJSON sent as application/json"
+    );
+    assert_eq!(
+        messages(&parse(b"one\r\ntwo\n\n", Format::Text).unwrap()),
+        vec![r#"{"message":"one"}"#, r#"{"message":"two"}"#]
+    );
+    assert_eq!(parse(b"  [{\"a\":1}]", Format::Sniff).unwrap().len(), 1);
+    assert_eq!(parse(b"hello", Format::Sniff).unwrap().len(), 1);
+}
+
+#[test]
+fn malformed_bodies_name_the_line() {
+    let e = parse(b"{\"a\":1}\n{\"b\":\n{\"c\":3}", Format::Ndjson).unwrap_err();
+    assert_eq!(
+        e,
+        BodyError::Malformed("line 2: invalid JSON: EOF while parsing a value (column 5)".into())
+    );
+    let e = parse(b"{\"a\":1}\n42\n", Format::Ndjson).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "line 2: expected a JSON object or string, found a number"
+    );
+    let e = parse(b"ok\n\xff\xfe\n", Format::Text).unwrap_err();
+    assert_eq!(e.to_string(), "line 2: not valid UTF-8 at byte 1");
+    assert!(parse(b"[{},", Format::Json)
+        .unwrap_err()
+        .to_string()
+        .starts_with("invalid JSON: "));
+    let deep = "[".repeat(10_000);
+    assert!(
+        parse(deep.as_bytes(), Format::Json).is_err(),
+        "deep nesting is refused, not a stack overflow"
+    );
+}
+
+#[test]
+fn mezmo_lines() {
+    let body = br#"{"lines":[{"line":"hi","app":"web","timestamp":1700000000000}]}"#;
+    let events = parse(body, Format::Mezmo).unwrap();
+    assert_eq!(events[0]["app"], "web");
+    assert!(parse(br#"{"lines":[{"app":"x"}]}"#, Format::Mezmo)
+        .unwrap_err()
+        .to_string()
+        .contains("lines[0]: missing the string field `line`"));
+    assert!(parse(br#"{"nope":1}"#, Format::Mezmo).is_err());
+}
+
+#[test]
+fn encodings_and_limits() {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(b"hello\n").unwrap();
+    let gz = gz.finish().unwrap();
+    assert_eq!(
+        decode(&gz, Some("gzip"), 100, &mut |_| true)
+            .unwrap()
+            .as_ref(),
+        b"hello\n"
+    );
+    assert!(matches!(
+        decode(&gz, Some("gzip"), 3, &mut |_| true),
+        Err(BodyError::TooLarge(_))
+    ));
+    assert!(matches!(
+        decode(&gz[..gz.len() - 4], Some("gzip"), 100, &mut |_| true),
+        Err(BodyError::Malformed(_))
+    ));
+    assert!(matches!(
+        decode(b"not gzip", Some("gzip"), 100, &mut |_| true),
+        Err(BodyError::Malformed(_))
+    ));
+    let z = zstd::encode_all(&b"zz\n"[..], 3).unwrap();
+    assert_eq!(
+        decode(&z, Some("zstd"), 100, &mut |_| true)
+            .unwrap()
+            .as_ref(),
+        b"zz\n"
+    );
+    let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    zl.write_all(b"d\n").unwrap();
+    assert_eq!(
+        decode(&zl.finish().unwrap(), Some("deflate"), 100, &mut |_| true)
+            .unwrap()
+            .as_ref(),
+        b"d\n"
+    );
+    assert!(matches!(
+        decode(b"x", Some("br"), 100, &mut |_| true),
+        Err(BodyError::Unsupported(_))
+    ));
+    assert!(matches!(
+        format_of(Some("application/xml")),
+        Err(BodyError::Unsupported(_))
+    ));
+    assert_eq!(
+        format_of(Some("application/x-ndjson; charset=utf-8")),
+        Ok(Format::Ndjson)
+    );
+}
+
+#[test]
+fn a_pretty_printed_object_without_content_type_is_one_event() {
+    let body = b"{\n  \"level\": \"info\",\n  \"nested\": {\"a\": [1, 2]}\n}\n";
+    let events = parse(body, Format::Sniff).unwrap();
+    assert_eq!(
+        messages(&events),
+        vec![r#"{"level":"info","nested":{"a":[1,2]}}"#]
+    );
+    let two = b"{\n \"a\": 1\n}\n{\n \"b\": 2\n}\n";
+    assert_eq!(parse(two, Format::Sniff).unwrap().len(), 2);
+    assert_eq!(parse(two, Format::Json).unwrap().len(), 2);
+    // One object per line stays NDJSON, with NDJSON's line-numbered errors.
+    let e = parse(b"{\"a\":1}\n{\"b\":\n", Format::Sniff).unwrap_err();
+    assert!(e.to_string().starts_with("line 2: invalid JSON"), "{e}");
+}
+
+#[test]
+fn integers_beyond_64_bits_are_refused_with_their_line_not_rounded() {
+    let body = b"{\"ok\":18446744073709551615,\"neg\":-9223372036854775808}\n{\"s\":\"123456789012345678901234567890\",\"big\":123456789012345678901234567890}\n";
+    let e = parse(body, Format::Ndjson).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "line 2: the integer 123456789012345678901234567890 does not fit in 64 bits and would be archived rounded; send it as a string (column 45)"
+    );
+    let e = parse(b"[{\"x\":-99999999999999999999}]", Format::Json).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("line 1: the integer -99999999999999999999"),
+        "{e}"
+    );
+    // Floats, large ones included, and digits inside strings are fine.
+    let fine = b"{\"f\":1.5e300,\"g\":2e20,\"s\":\"99999999999999999999999\"}\n";
+    assert_eq!(parse(fine, Format::Ndjson).unwrap().len(), 1);
+    let e = parse(b"{\"inf\":1e400}\n", Format::Ndjson).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("line 1: invalid JSON: number out of range"),
+        "{e}"
+    );
+}
+
+#[test]
+fn arrays_and_mezmo_lines_are_streamed_one_object_at_a_time() {
+    let mut seen = 0;
+    let mut stop_at_two = |_o: Map<String, Value>| {
+        seen += 1;
+        if seen == 2 {
+            Err(BodyError::Malformed("stop".into()))
+        } else {
+            Ok(())
+        }
+    };
+    let e = for_each_object(
+        br#"[{"a":1},{"a":2},{"a":3}]"#,
+        Format::Json,
+        &mut stop_at_two,
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "stop", "the consumer's error is the parse's");
+    assert_eq!(seen, 2);
+    let body = br#"{"other":{"x":[1]},"lines":[{"line":"a"},{"line":"b"}],"after":true}"#;
+    assert_eq!(parse(body, Format::Mezmo).unwrap().len(), 2);
+    let e = parse(br#"{"lines":[{"line":"a"}]} trailing"#, Format::Mezmo).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("invalid JSON: trailing characters"),
+        "{e}"
+    );
+}
