@@ -111,6 +111,13 @@ fn validate(path: &std::path::Path) -> anyhow::Result<()> {
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let config = load(path)?;
+    // A run-time error may quote a value that came from the environment (a
+    // bucket, an address, a credential): it is shown with `${NAME}` instead.
+    let interpolated = config.interpolated.clone();
+    run_config(path, config).map_err(|e| anyhow::anyhow!(interpolated.redact(&format!("{e:#}"))))
+}
+
+fn run_config(path: &std::path::Path, config: sediment_core::config::Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

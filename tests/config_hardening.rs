@@ -82,6 +82,28 @@ sinks:
     }
 }
 
+/// Item 8 at run time: an error that only `run` can hit (the address from the
+/// environment is taken) names the variable, not its value.
+#[test]
+fn run_time_errors_name_the_variable_not_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let config = "
+data_dir: ./data
+api: {enabled: false}
+sources:
+  http_in: {type: http, address: '${LISTEN}'}
+sinks:
+  out: {type: file, inputs: [http_in], path: ./a}
+";
+    std::fs::write(dir.path().join("pipeline.yaml"), config).unwrap();
+    let (code, out) = sediment(&["run"], dir.path(), &[("LISTEN", &address)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("${LISTEN}"), "{out}");
+    assert!(!out.contains(&address), "the value was printed:\n{out}");
+}
+
 /// Item 5: each escape an adversarial user found is refused by `validate`, with
 /// the YAML path of the option at fault; a good custom template still passes.
 #[test]
