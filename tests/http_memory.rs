@@ -312,3 +312,69 @@ fn a_request_spanning_thousands_of_hours_is_refused_and_blocks_nobody() {
     assert!(waited < Duration::from_secs(2), "{waited:?}");
     s.stop();
 }
+
+/// Item 1, all or nothing: a large request whose later chunks cannot get into
+/// the pipeline (a second sink, an HTTP forwarder, is stuck on a receiver that
+/// never answers) gets 503, and none of its chunks — not even those the archive
+/// sink had already taken — appears in the archive; the held parts are deleted.
+#[test]
+fn a_large_request_failing_part_way_leaves_nothing_in_the_archive() {
+    const LINES: usize = 30_000;
+    let dir = tempfile::tempdir().unwrap();
+    // Accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let _hold = std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        for c in silent.incoming() {
+            kept.push(c);
+        }
+    });
+    let topology = format!(
+        "
+sources:
+  http_in: {{type: http, address: '127.0.0.1:{{HTTP}}', request_timeout: 2s}}
+sinks:
+  archive: {{type: file, inputs: [http_in], path: '{{ROOT}}/archive', account_id: acme}}
+  forward: {{type: http, inputs: [http_in], uri: 'http://127.0.0.1:{silent_port}/', request: {{timeout: 60s}}}}
+"
+    );
+    let s = Setup::new(dir.path())
+        .topology(&topology)
+        .shutdown_timeout("2s")
+        .start();
+    let body: String = (0..LINES)
+        .map(|i| format!("{{\"r\":\"big\",\"n\":{i}}}\n"))
+        .collect();
+    let (status, text, _) = post(
+        &s.url("/"),
+        &[("content-type", "application/x-ndjson")],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 503, "{text}");
+    let groups = dir.path().join("data/archive/groups");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&groups).unwrap().count() > 0 {
+        assert!(Instant::now() < deadline, "held parts were not deleted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.kill9();
+    // The next start seals and uploads whatever was staged.
+    let s = Setup::new(dir.path())
+        .topology(
+            "
+sources:
+  http_in: {type: http, address: '127.0.0.1:{HTTP}'}
+sinks:
+  archive: {type: file, inputs: [http_in], path: '{ROOT}/archive', account_id: acme}
+",
+        )
+        .start();
+    s.stop();
+    let archived: usize = read_archive(&dir.path().join("archive"))
+        .iter()
+        .map(|(_, events)| events.iter().filter(|e| e["r"] == "big").count())
+        .sum();
+    assert_eq!(archived, 0, "nothing of the failed request is archived");
+}

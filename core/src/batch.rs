@@ -1,7 +1,56 @@
 //! Batches: what crosses every channel of the topology.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
 use crate::ack::Ack;
 use crate::event::Event;
+
+/// Batches of one request that must become visible together or not at all: a
+/// large request staged in chunks (see the HTTP source).
+///
+/// Archive sinks hold the parts of a group back, out of sight, and make them
+/// visible with its last part in one commit; the parts of a group whose last
+/// part never comes (the request failed part-way) are discarded once the
+/// group is abandoned or every holder of it is gone. Sinks that cannot hold parts back (a
+/// forwarder) send each part as it comes.
+#[derive(Debug)]
+pub struct Group {
+    /// Unique within the process.
+    pub id: u64,
+    abandoned: AtomicBool,
+}
+
+impl Group {
+    /// A new group.
+    pub fn new() -> Arc<Group> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Arc::new(Group {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            abandoned: AtomicBool::new(false),
+        })
+    }
+
+    /// Says that the last part will never come: sinks discard what they hold
+    /// of the group, even while its parts still sit in other components.
+    pub fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Group::abandon`] was called.
+    pub fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire)
+    }
+}
+
+/// A batch's place in a [`Group`].
+#[derive(Debug, Clone)]
+pub struct GroupPart {
+    /// The group.
+    pub group: Arc<Group>,
+    /// The group's last batch: with it, the whole group becomes visible.
+    pub last: bool,
+}
 
 /// Events travelling together with the acknowledgement of their request.
 ///
@@ -13,12 +62,25 @@ pub struct Batch {
     pub events: Vec<Event>,
     /// Completed by whoever finishes handling these events.
     pub ack: Ack,
+    /// Set when the batch is one part of a [`Group`]; such a batch travels even
+    /// when a transform left it empty, so that its group can complete.
+    pub group: Option<GroupPart>,
 }
 
 impl Batch {
     /// A batch with its acknowledgement.
     pub fn new(events: Vec<Event>, ack: Ack) -> Batch {
-        Batch { events, ack }
+        Batch {
+            events,
+            ack,
+            group: None,
+        }
+    }
+
+    /// This batch as a part of `group`.
+    pub fn in_group(mut self, part: GroupPart) -> Batch {
+        self.group = Some(part);
+        self
     }
 
     /// Number of events.

@@ -41,6 +41,6 @@ pub mod tls;
 pub mod topology;
 
 pub use ack::{Ack, AckWaiter, Outcome};
-pub use batch::Batch;
+pub use batch::{Batch, Group, GroupPart};
 pub use event::{Event, Partition};
 pub use output::Output;

@@ -98,7 +98,11 @@ fn deliver(mut permits: Vec<mpsc::Permit<'_, Batch>>, batch: Batch) {
         return;
     };
     for permit in permits {
-        permit.send(Batch::new(batch.events.clone(), batch.ack.clone()));
+        permit.send(Batch {
+            events: batch.events.clone(),
+            ack: batch.ack.clone(),
+            group: batch.group.clone(),
+        });
     }
     last.send(batch);
 }

@@ -187,15 +187,22 @@ async fn run_transform(
     out: Output,
     metrics: ComponentMetrics,
 ) -> anyhow::Result<()> {
-    while let Some(Batch { mut events, ack }) = input.recv().await {
+    while let Some(Batch {
+        mut events,
+        ack,
+        group,
+    }) = input.recv().await
+    {
         metrics.received_events.inc_by(events.len() as u64);
         transform.transform(&mut events);
-        if events.is_empty() {
+        // An empty part of a group still travels: its group may end with it.
+        if events.is_empty() && group.is_none() {
             ack.complete();
             continue;
         }
         metrics.sent_events.inc_by(events.len() as u64);
-        if out.send(Batch::new(events, ack)).await.is_err() {
+        let batch = Batch { events, ack, group };
+        if out.send(batch).await.is_err() {
             break;
         }
     }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use sediment_core::stream::{Progress, StreamId};
-use sediment_core::{Ack, Batch, Partition};
+use sediment_core::{Ack, Batch, GroupPart, Partition};
 
 use super::member;
 
@@ -61,6 +61,8 @@ pub struct Compressed {
     pub raw_bytes: u64,
     /// Stream events left out: already stored, or of a stream no longer owned.
     pub skipped: u64,
+    /// The batch's place in a group that becomes visible as a whole.
+    pub group: Option<GroupPart>,
 }
 
 /// One member being filled.
@@ -73,7 +75,7 @@ struct Slot {
 
 /// Serialises and compresses a batch for the sink `sink`.
 pub fn compress(batch: Batch, level: u32, sink: &str, progress: &Progress) -> Compressed {
-    let Batch { events, ack } = batch;
+    let Batch { events, ack, group } = batch;
     let mut slots: Vec<Slot> = Vec::with_capacity(1);
     let (mut late_events, mut skipped) = (0, 0);
     let count = events.len() as u64;
@@ -148,6 +150,7 @@ pub fn compress(batch: Batch, level: u32, sink: &str, progress: &Progress) -> Co
         late_events,
         raw_bytes,
         skipped,
+        group,
     }
 }
 
@@ -197,6 +200,7 @@ pub fn split_by_hours(round: Vec<Compressed>, max_hours: usize) -> Vec<Vec<Compr
             late_events,
             raw_bytes,
             skipped,
+            group,
         } = c;
         let mut pieces: Vec<Compressed> = Vec::new();
         let mut piece_hours: Vec<i64> = Vec::new();
@@ -213,6 +217,7 @@ pub fn split_by_hours(round: Vec<Compressed>, max_hours: usize) -> Vec<Vec<Compr
                     late_events: if first { late_events } else { 0 },
                     raw_bytes: if first { raw_bytes } else { 0 },
                     skipped: if first { skipped } else { 0 },
+                    group: group.clone(),
                 });
             }
             if !piece_hours.contains(&m.hour) {
@@ -255,6 +260,7 @@ mod tests {
             late_events: 0,
             raw_bytes: 1,
             skipped: 0,
+            group: None,
         };
         (c, waiter)
     }

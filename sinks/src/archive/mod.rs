@@ -5,6 +5,7 @@ pub mod cloud;
 pub mod compress;
 pub mod config;
 pub mod file_store;
+pub mod groups;
 pub mod member;
 pub mod naming;
 pub mod recovery;

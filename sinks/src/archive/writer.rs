@@ -10,6 +10,10 @@
 //! 3. *upload* — sealed segments become objects, retried forever, named
 //!    idempotently (see [`super::upload`]).
 //!
+//! Parts of a group (a large HTTP request staged in chunks) are held back in
+//! [`super::groups`] and committed together with the group's last part, so
+//! such a request becomes visible whole or not at all.
+//!
 //! Events of a replayable stream (a Kafka partition) take a side path in the
 //! commit stage: they go to [`super::streams`] files, one per stream and hour,
 //! whose acknowledgements complete only when [`super::stream_upload`] has
@@ -31,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::compress::{compress, split_by_hours, Compressed};
 use super::config::ArchiveSettings;
+use super::groups::{Groups, HeldCounts};
 use super::staging::{Append, Recovered, SealedSegment, Staging};
 use super::stream_upload::StreamUploader;
 use super::streams::{SealedStream, StreamStaging};
@@ -65,10 +70,11 @@ pub struct ArchiveSink {
     progress: Arc<sediment_core::stream::Progress>,
 }
 
-/// Both staging areas, owned by the commit stage.
+/// Both staging areas and the held groups, owned by the commit stage.
 struct Stages {
     staging: Staging,
     streams: StreamStaging,
+    groups: Groups,
 }
 
 /// Where sealed files go.
@@ -98,6 +104,9 @@ impl ArchiveSink {
         let streams_dir = cx.data_dir.join(&cx.id).join("streams");
         let streams = StreamStaging::open(&streams_dir)
             .with_context(|| format!("cannot open the stream folder {}", streams_dir.display()))?;
+        let groups_dir = cx.data_dir.join(&cx.id).join("groups");
+        let groups = Groups::open(&groups_dir)
+            .with_context(|| format!("cannot open the folder {}", groups_dir.display()))?;
         let metrics = cx.metrics.archive();
         metrics.damaged_members.inc_by(damaged_members);
         metrics.staged_bytes.set(
@@ -112,7 +121,11 @@ impl ArchiveSink {
             id: cx.id.clone(),
             settings,
             store,
-            staging: Some(Stages { staging, streams }),
+            staging: Some(Stages {
+                staging,
+                streams,
+                groups,
+            }),
             recovered,
             clock: cx.clock.clone(),
             component: cx.metrics.clone(),
@@ -256,6 +269,7 @@ impl ArchiveSink {
 
     /// Commits a round in parts that each touch at most [`MAX_OPEN_SEGMENTS`] hours.
     async fn commit(&mut self, round: Vec<Compressed>, uploads: &Uploads) -> anyhow::Result<()> {
+        let round = self.settle_groups(round).await?;
         for part in split_by_hours(round, MAX_OPEN_SEGMENTS) {
             self.commit_part(part, uploads).await?;
         }
@@ -398,6 +412,58 @@ impl ArchiveSink {
         }
         self.hand_over(sealed, uploads);
         Ok(())
+    }
+
+    /// Holds back the parts of groups that are not their last; gives a last
+    /// part its group's held members, so that the group is committed whole;
+    /// deletes groups that ended without their last part.
+    async fn settle_groups(&mut self, round: Vec<Compressed>) -> anyhow::Result<Vec<Compressed>> {
+        let held = self.staging.as_ref().is_some_and(|s| s.groups.len() > 0);
+        if !held && round.iter().all(|c| c.group.is_none()) {
+            return Ok(round);
+        }
+        let sink = self.id.clone();
+        let round = self
+            .with_staging(move |stages| {
+                let mut kept = Vec::with_capacity(round.len());
+                for mut c in round {
+                    let Some(part) = c.group.take() else {
+                        kept.push(c);
+                        continue;
+                    };
+                    if !part.last {
+                        let counts = HeldCounts {
+                            events: c.events,
+                            late_events: c.late_events,
+                            raw_bytes: c.raw_bytes,
+                        };
+                        match stages.groups.hold(&part.group, &c.members, counts) {
+                            Ok(()) => c.ack.complete(),
+                            Err(e) => {
+                                tracing::error!(sink = %sink, error = %e, "cannot hold back a part of a large request; the request fails and nothing of it is archived");
+                            }
+                        }
+                        continue;
+                    }
+                    match stages.groups.take(&part.group) {
+                        Ok((mut members, counts)) => {
+                            members.append(&mut c.members);
+                            c.members = members;
+                            c.events += counts.events;
+                            c.late_events += counts.late_events;
+                            c.raw_bytes += counts.raw_bytes;
+                            kept.push(c);
+                        }
+                        Err(e) => {
+                            tracing::error!(sink = %sink, error = %e, "cannot read back the parts of a large request; the request fails and nothing of it is archived");
+                        }
+                    }
+                }
+                stages.groups.drop_abandoned();
+                Ok(kept)
+            })
+            .await?;
+        Ok(round)
     }
 
     fn hand_over(&self, sealed: Vec<SealedSegment>, uploads: &Uploads) {

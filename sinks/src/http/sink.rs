@@ -205,7 +205,9 @@ impl HttpSink {
 
 /// Serialises a batch's events to archive lines on the blocking pool.
 async fn serialise(batch: Batch) -> anyhow::Result<Serialised> {
-    let Batch { events, ack } = batch;
+    // The parts of a group are forwarded as they come: a receiver cannot be
+    // asked to hold them back.
+    let Batch { events, ack, .. } = batch;
     let (lines, ends) = tokio::task::spawn_blocking(move || lines_of(&events))
         .await
         .map_err(|e| anyhow::anyhow!("serialising events failed: {e}"))?;

@@ -6,9 +6,12 @@
 //! one batch. Otherwise the first pass has validated every line (JSON, UTF-8,
 //! exact numbers, the hours it spans) while keeping nothing, and a second pass
 //! turns the body into chunks that are sent one after another, at most
-//! [`OUTSTANDING`] in the pipeline at once. So a malformed line anywhere in a
-//! large body refuses the whole body before anything was staged, and memory
-//! per request is its body plus a few chunks, whatever the number of lines.
+//! [`OUTSTANDING`] in the pipeline at once, as the parts of one
+//! [`sediment_core::Group`]: archive sinks hold them back and make them
+//! visible with the last one. So a malformed line anywhere in a large body
+//! refuses it before anything was staged, a failure part-way leaves nothing in
+//! the archive, and memory per request is its body plus a few chunks, whatever
+//! the number of lines.
 //!
 //! Both passes run on the blocking pool.
 
@@ -251,8 +254,8 @@ pub fn prepare(request: Request, reservation: &mut Reservation) -> Result<Prepar
 
 impl Chunker {
     /// The second pass: sends the body's events in chunks until done or until
-    /// the receiver is gone.
-    pub fn run(self, chunks: mpsc::Sender<Vec<Event>>) {
+    /// the receiver is gone. The last chunk is marked, so that the request's group can complete.
+    pub fn run(self, chunks: mpsc::Sender<(Vec<Event>, bool)>) {
         let request = &self.request;
         let text: &[u8] = self.inflated.as_deref().unwrap_or(&request.body);
         let stamp = Stamp {
@@ -270,14 +273,14 @@ impl Chunker {
             if !chunk.fits(cost) {
                 let full = std::mem::replace(&mut chunk, Chunk::new());
                 chunks
-                    .blocking_send(full.events)
+                    .blocking_send((full.events, false))
                     .map_err(|_| BodyError::Busy("the request ended".into()))?;
             }
             chunk.push(event, cost);
             Ok(())
         });
-        if sent.is_ok() && !chunk.events.is_empty() {
-            let _ = chunks.blocking_send(chunk.events);
+        if sent.is_ok() {
+            let _ = chunks.blocking_send((chunk.events, true));
         }
     }
 }
@@ -328,12 +331,19 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(1);
         let producer = std::thread::spawn(move || chunker.run(tx));
         let mut seen = Vec::new();
-        while let Some(chunk) = rx.blocking_recv() {
+        let mut lasts = Vec::new();
+        while let Some((chunk, last)) = rx.blocking_recv() {
             assert!(chunk.len() <= CHUNK_EVENTS);
+            lasts.push(last);
             seen.extend(chunk.into_iter().map(|e| e.fields["n"].as_u64().unwrap()));
         }
         producer.join().unwrap();
         assert_eq!(seen, (0..n as u64).collect::<Vec<_>>());
+        assert_eq!(
+            lasts,
+            vec![false, false, true],
+            "only the last chunk is marked"
+        );
     }
 
     #[test]

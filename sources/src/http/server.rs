@@ -348,9 +348,10 @@ async fn send_whole(shared: &Shared, events: Vec<Event>) -> Sent {
     }
 }
 
-/// Streams a validated large body's chunks, [`chunks::OUTSTANDING`] at once.
-/// Later chunks wait for room up to `request_timeout`: a busy pipeline slows a
-/// large request down rather than cutting it in two.
+/// Streams a validated large body's chunks, [`chunks::OUTSTANDING`] at once,
+/// as one group: archive sinks make it visible whole, with its last chunk, or
+/// not at all. Later chunks wait for room up to `request_timeout`: a busy
+/// pipeline slows a large request down rather than failing it.
 async fn send_chunked(shared: &Shared, chunker: chunks::Chunker) -> Sent {
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
     let producer = tokio::task::spawn_blocking(move || chunker.run(tx));
@@ -358,12 +359,24 @@ async fn send_chunked(shared: &Shared, chunker: chunks::Chunker) -> Sent {
     let mut worst = Outcome::Delivered;
     let mut refused = None;
     let mut first = true;
-    while let Some(events) = rx.recv().await {
+    let group = sediment_core::Group::new();
+    // Abandons the group unless its last part went in, whatever ends this
+    // future (an error, a timeout, the client going away).
+    let mut guard = AbandonUnlessSent {
+        group: group.clone(),
+        sent: false,
+    };
+    let timeout = shared.settings.request_timeout;
+    while let Some((events, last)) = rx.recv().await {
         while pending.len() >= chunks::OUTSTANDING {
             let waiter: sediment_core::ack::AckWaiter = pending.pop_front().expect("not empty");
-            worst = worse(worst, waiter.outcome().await);
+            match tokio::time::timeout(timeout, waiter.outcome()).await {
+                Ok(outcome) => worst = worse(worst, outcome),
+                // A part stuck downstream: give up before the last part goes.
+                Err(_) => refused = Some(SendError::Full),
+            }
         }
-        if worst != Outcome::Delivered {
+        if worst != Outcome::Delivered || refused.is_some() {
             break;
         }
         let wait = if first {
@@ -373,8 +386,16 @@ async fn send_chunked(shared: &Shared, chunker: chunks::Chunker) -> Sent {
         };
         first = false;
         let (ack, waiter) = Ack::new();
-        match shared.out.try_send(Batch::new(events, ack), wait).await {
-            Ok(()) => pending.push_back(waiter),
+        let part = sediment_core::GroupPart {
+            group: group.clone(),
+            last,
+        };
+        let batch = Batch::new(events, ack).in_group(part);
+        match shared.out.try_send(batch, wait).await {
+            Ok(()) => {
+                guard.sent = last;
+                pending.push_back(waiter);
+            }
             Err((reason, batch)) => {
                 batch.ack.complete();
                 refused = Some(reason);
@@ -383,13 +404,30 @@ async fn send_chunked(shared: &Shared, chunker: chunks::Chunker) -> Sent {
         }
     }
     drop(rx);
+    let _ = producer.await;
+    drop(guard); // abandons the group unless its last part went in
+    if let Some(reason) = refused {
+        // The group will never complete: its parts are discarded wherever they
+        // are, so the client need not wait for them (they may sit in a stuck sink).
+        return Sent::Refused(reason);
+    }
     for waiter in pending {
         worst = worse(worst, waiter.outcome().await);
     }
-    let _ = producer.await;
-    match refused {
-        Some(reason) if worst == Outcome::Delivered => Sent::Refused(reason),
-        _ => Sent::All(worst),
+    Sent::All(worst)
+}
+
+/// Abandons a group when dropped before its last part was sent.
+struct AbandonUnlessSent {
+    group: std::sync::Arc<sediment_core::Group>,
+    sent: bool,
+}
+
+impl Drop for AbandonUnlessSent {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.group.abandon();
+        }
     }
 }
 
