@@ -81,6 +81,11 @@ impl Groups {
         self.held.len()
     }
 
+    /// Whether no group is held.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
     /// Holds a part's members back. On error the group is broken: what it holds
     /// is deleted and its last part is refused by [`Groups::take`].
     pub fn hold(

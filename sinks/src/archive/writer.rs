@@ -418,7 +418,7 @@ impl ArchiveSink {
     /// part its group's held members, so that the group is committed whole;
     /// deletes groups that ended without their last part.
     async fn settle_groups(&mut self, round: Vec<Compressed>) -> anyhow::Result<Vec<Compressed>> {
-        let held = self.staging.as_ref().is_some_and(|s| s.groups.len() > 0);
+        let held = self.staging.as_ref().is_some_and(|s| !s.groups.is_empty());
         if !held && round.iter().all(|c| c.group.is_none()) {
             return Ok(round);
         }
