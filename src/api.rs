@@ -10,12 +10,17 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use sd_notify::NotifyState;
 use sediment_core::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
 
 /// Where sediment is in its life: `/health` answers 200 only while it is running.
 /// The API is served from the start, so its metrics show the start-up (staging
 /// recovery), but until every source listens, `/health` answers 503.
+///
+/// The service manager hears the same transitions: `READY=1` at the moment
+/// `/health` turns 200 and `STOPPING=1` when it turns 503 again (systemd's
+/// `Type=notify`, through `$NOTIFY_SOCKET`; nothing is sent when it is unset).
 #[derive(Debug, Clone, Default)]
 pub struct Health(Arc<AtomicU8>);
 
@@ -27,14 +32,30 @@ impl Health {
     /// The topology is up: every source accepts input. `/health` answers 200.
     pub fn set_running(&self) {
         // Never back from shutting down (a signal during start-up).
-        let _ = self
+        if self
             .0
-            .compare_exchange(STARTING, RUNNING, Ordering::AcqRel, Ordering::Acquire);
+            .compare_exchange(STARTING, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            notify(&[NotifyState::Ready, NotifyState::Status("running")]);
+        }
     }
 
     /// From now on `/health` answers 503.
     pub fn set_shutting_down(&self) {
-        self.0.store(SHUTTING_DOWN, Ordering::Release);
+        if self.0.swap(SHUTTING_DOWN, Ordering::AcqRel) != SHUTTING_DOWN {
+            notify(&[
+                NotifyState::Stopping,
+                NotifyState::Status("shutting down: finishing staged hours"),
+            ]);
+        }
+    }
+}
+
+/// Tells the service manager, if there is one; a failure costs only the message.
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify the service manager through $NOTIFY_SOCKET");
     }
 }
 

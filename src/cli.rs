@@ -35,6 +35,26 @@ pub enum Command {
     CheckStorage(CheckStorageArgs),
     /// Read a sink's archive back for a time range, to stdout, a file or a URL.
     Restore(Box<RestoreArgs>),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) on stdout.
+    Completions(CompletionsArgs),
+    /// Print the man page sediment(1) on stdout, or write every page into a folder.
+    Man(ManArgs),
+}
+
+/// Arguments of `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell whose completion script is printed.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Arguments of `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write sediment.1 and one page per subcommand (sediment-run.1, ...) into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// Arguments of `restore`.

@@ -37,6 +37,8 @@ pub struct Metrics {
     kafka_lag: IntGaugeVec,
     kafka_committed: IntGaugeVec,
     kafka_rebalances: IntCounterVec,
+    staging_avail: IntGaugeVec,
+    staging_size: IntGaugeVec,
 }
 
 fn labels(extra: &[&'static str]) -> Vec<&'static str> {
@@ -193,6 +195,14 @@ impl Metrics {
                 "Partitions assigned to or revoked from this replica by consumer group rebalances.",
                 &["kind"],
             ),
+            staging_avail: gauge(
+                "sediment_staging_filesystem_avail_bytes",
+                "Bytes free for sediment on the filesystem holding an archive sink's staging folder.",
+            ),
+            staging_size: gauge(
+                "sediment_staging_filesystem_size_bytes",
+                "Size in bytes of the filesystem holding an archive sink's staging folder.",
+            ),
             registry,
         }
     }
@@ -321,6 +331,16 @@ impl ComponentMetrics {
         Metrics::global()
             .kafka_rebalances
             .with_label_values(&self.with(&[kind]))
+    }
+
+    /// `sediment_staging_filesystem_avail_bytes` and `..._size_bytes` of an archive sink.
+    pub fn staging_filesystem(&self) -> (IntGauge, IntGauge) {
+        let m = Metrics::global();
+        let l = self.with(&[]);
+        (
+            m.staging_avail.with_label_values(&l),
+            m.staging_size.with_label_values(&l),
+        )
     }
 
     /// The archive metrics of a sink.

@@ -1,6 +1,7 @@
 //! The archive writer shared by every archive sink; backends implement
 //! [`sediment_core::storage::ObjectStore`] (re-exported here).
 
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure_blob"))]
 pub mod cloud;
 pub mod compress;
 pub mod config;
