@@ -4,13 +4,27 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// What `--help` and the man page add after the options.
+const AFTER_LONG_HELP: &str = "\
+Exit codes: 0 ok, 1 a runtime or validation failure, 2 a usage error (restore: 130 when interrupted).
+
+Signals: the first SIGINT or SIGTERM stops intake, stages what is in flight and uploads the open \
+hours within shutdown_timeout; a second one exits at once, and staged data is uploaded at the next start.
+
+Environment: SEDIMENT_CONFIG (the pipeline file), RUST_LOG (the log filter, e.g. info or \
+sediment_sinks=debug), NOTIFY_SOCKET (systemd's readiness socket: READY=1 once /health answers \
+200, STOPPING=1 when shutdown starts).
+
+Metrics: GET /metrics (Prometheus) and GET /health on api.address (127.0.0.1:9598 by default).";
+
 /// sediment: receive logs over HTTP and syslog, archive them hourly as gzip NDJSON.
 #[derive(Debug, Parser)]
 #[command(
     name = "sediment",
     version,
     about,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_long_help = AFTER_LONG_HELP
 )]
 pub struct Cli {
     /// What to do; `run` when omitted.
@@ -75,7 +89,7 @@ pub struct RestoreArgs {
     /// Only lines matching this query (the exclusion rules' language, docs/queries.md).
     #[arg(long, value_name = "QUERY")]
     pub query: Option<String>,
-    /// `-` (stdout), a file (`.gz` → gzip), or an http(s):// URL to POST to.
+    /// `-` (stdout), a file (gzip when it ends in `.gz`), or an http(s):// URL to POST to.
     #[arg(long, value_name = "-|PATH|URL", default_value = "-")]
     pub output: String,
     /// List what would be read (objects, bytes, requests, storage classes) and stop.
