@@ -1,3 +1,7 @@
+#!/usr/bin/env python3
+# Writes alerts_test.yml (promtool unit tests of alerts.yml) from the cases below;
+# each expected annotation is rendered here from alerts.yml's templates, so editing
+# an annotation means re-running this. Needs PyYAML.
 import os, re, yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 alerts = {r['alert']: r for g in yaml.safe_load(open('' + HERE + '/alerts.yml'))['groups'] for r in g['rules']}
