@@ -67,6 +67,17 @@ pub struct Request {
     pub max_events: usize,
 }
 
+impl Request {
+    fn stamp(&self) -> Stamp<'_> {
+        Stamp {
+            timestamp_fields: &self.timestamp_fields,
+            now_ms: self.now_ms,
+            meta: &self.meta,
+            trust_meta: self.trust_meta,
+        }
+    }
+}
+
 /// What the first pass found.
 #[derive(Debug)]
 pub enum Prepared {
@@ -197,12 +208,7 @@ pub fn prepare(request: Request, reservation: &mut Reservation) -> Result<Prepar
     if line_based && memchr::memchr_iter(b'\n', text).count() > request.max_events {
         return Err(too_many(request.max_events));
     }
-    let stamp = Stamp {
-        timestamp_fields: &request.timestamp_fields,
-        now_ms: request.now_ms,
-        meta: &request.meta,
-        trust_meta: request.trust_meta,
-    };
+    let stamp = request.stamp();
     let mut replaced = Replaced::default();
     let mut hours = Hours {
         seen: Vec::new(),
@@ -258,12 +264,7 @@ impl Chunker {
     pub fn run(self, chunks: mpsc::Sender<(Vec<Event>, bool)>) {
         let request = &self.request;
         let text: &[u8] = self.inflated.as_deref().unwrap_or(&request.body);
-        let stamp = Stamp {
-            timestamp_fields: &request.timestamp_fields,
-            now_ms: request.now_ms,
-            meta: &request.meta,
-            trust_meta: request.trust_meta,
-        };
+        let stamp = request.stamp();
         // Counted in the first pass already.
         let mut replaced = Replaced::default();
         let mut chunk = Chunk::new();

@@ -220,6 +220,15 @@ fn json(body: &[u8], each: &mut Each<'_>) -> Result<(), BodyError> {
         what: Elements::ARRAY,
     };
     let result = serde::Deserializer::deserialize_seq(&mut de, elements).and_then(|()| de.end());
+    streamed(failure, result)
+}
+
+/// The result of a streamed parse: the consumer's error if it stopped it, else
+/// the parser's.
+fn streamed(
+    failure: Option<BodyError>,
+    result: Result<(), serde_json::Error>,
+) -> Result<(), BodyError> {
     match (failure, result) {
         (Some(e), _) => Err(e),
         (None, Ok(())) => Ok(()),
@@ -283,14 +292,7 @@ fn mezmo(body: &[u8], each: &mut Each<'_>) -> Result<(), BodyError> {
         failure: &mut failure,
     };
     let result = serde::Deserializer::deserialize_map(&mut de, root).and_then(|()| de.end());
-    match (failure, result) {
-        (Some(e), _) => Err(e),
-        (None, Ok(())) => Ok(()),
-        (None, Err(e)) => Err(BodyError::Malformed(format!(
-            "invalid JSON: {}",
-            json_reason(&e, true)
-        ))),
-    }
+    streamed(failure, result)
 }
 
 /// Visits an array, handing each element to `each` as it is parsed.
