@@ -326,6 +326,15 @@ impl ComponentMetrics {
             .with_label_values(&self.with(&[topic, &partition.to_string()]))
     }
 
+    /// Drops the per-partition kafka series of a partition this replica no longer owns.
+    pub fn forget_kafka_partition(&self, topic: &str, partition: i32) {
+        let m = Metrics::global();
+        let partition = partition.to_string();
+        let labels = self.with(&[topic, &partition]);
+        let _ = m.kafka_lag.remove_label_values(&labels);
+        let _ = m.kafka_committed.remove_label_values(&labels);
+    }
+
     /// `sediment_kafka_rebalances_total{kind}` (`assign`, `revoke`, `lost`).
     pub fn kafka_rebalances(&self, kind: &str) -> IntCounter {
         Metrics::global()

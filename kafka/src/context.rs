@@ -84,6 +84,35 @@ pub fn ownership_lost(e: &KafkaError) -> bool {
     )
 }
 
+impl Context {
+    /// The result of a commit of `offsets`: confirmed offsets and their metric,
+    /// or why it was refused.
+    pub fn committed(&self, result: &KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                let mut map = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+                for e in offsets.elements() {
+                    if let (Offset::Offset(o), Some(p)) = (
+                        e.offset(),
+                        map.get_mut(&(e.topic().to_owned(), e.partition())),
+                    ) {
+                        p.confirmed = Some(p.confirmed.map_or(o, |c| c.max(o)));
+                        self.metrics
+                            .kafka_committed(e.topic(), e.partition())
+                            .set(o);
+                    }
+                }
+            }
+            Err(e) if ownership_lost(e) => {
+                tracing::warn!(source = %self.source, error = %e, "a commit was refused: this replica no longer owns those partitions; the group rebalances and their next owner continues from the last commit");
+            }
+            Err(e) => {
+                tracing::warn!(source = %self.source, error = %e, "a commit failed; it is tried again")
+            }
+        }
+    }
+}
+
 impl ClientContext for Context {
     fn stats(&self, statistics: Statistics) {
         for (topic, t) in &statistics.topics {
@@ -165,27 +194,8 @@ impl ConsumerContext for Context {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => {
-                let mut map = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
-                for e in offsets.elements() {
-                    if let (Offset::Offset(o), Some(p)) = (
-                        e.offset(),
-                        map.get_mut(&(e.topic().to_owned(), e.partition())),
-                    ) {
-                        p.confirmed = Some(p.confirmed.map_or(o, |c| c.max(o)));
-                        self.metrics
-                            .kafka_committed(e.topic(), e.partition())
-                            .set(o);
-                    }
-                }
-            }
-            Err(e) if ownership_lost(&e) => {
-                tracing::warn!(source = %self.source, error = %e, "a commit was refused: this replica no longer owns those partitions; the group rebalances and their next owner continues from the last commit");
-            }
-            Err(e) => {
-                tracing::warn!(source = %self.source, error = %e, "a commit failed; it is tried again")
-            }
-        }
+        // Only librdkafka's own commits report here (sediment commits itself,
+        // and handles the result in [`Context::committed`]).
+        self.committed(&result, offsets);
     }
 }

@@ -134,6 +134,7 @@ pub fn revoke<C: ConsumerContext>(
     for key in revoked {
         if let Some(p) = map.remove(key) {
             progress.revoke(&p.stream.name);
+            metrics.forget_kafka_partition(&key.0, key.1);
             tracing::info!(topic = %key.0, partition = key.1, lost, "partition revoked");
         }
     }

@@ -70,6 +70,9 @@ struct Pending {
     records: Vec<Record>,
 }
 
+/// A finished commit: what it committed and how it went.
+type Committed = (TopicPartitionList, rdkafka::error::KafkaResult<()>);
+
 /// A batch the pipeline did not take yet.
 struct Blocked {
     key: (String, i32),
@@ -100,6 +103,10 @@ impl Source for KafkaSource {
         let mut blocked: Option<Blocked> = None;
         let mut flush = tokio::time::interval(LINGER);
         let mut commit = tokio::time::interval(COMMIT_EVERY);
+        // One commit at a time, on the blocking pool (librdkafka reports the
+        // result of a manual commit only to a synchronous caller).
+        let (commit_tx, mut commit_rx) = mpsc::unbounded_channel();
+        let mut committing = false;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -118,7 +125,11 @@ impl Source for KafkaSource {
                         self.pause_all(false);
                     }
                 }
-                _ = commit.tick() => self.commit(CommitMode::Async).await,
+                _ = commit.tick(), if !committing => committing = self.commit(&commit_tx),
+                Some((tpl, result)) = commit_rx.recv() => {
+                    committing = false;
+                    self.consumer.context().committed(&result, &tpl);
+                }
             }
         }
         self.leave(pending, blocked, &out).await;
@@ -387,8 +398,9 @@ impl KafkaSource {
         }
     }
 
-    /// Commits what is committable; rewinds partitions whose batch failed.
-    async fn commit(&self, mode: CommitMode) {
+    /// Starts committing what is committable (the result arrives on `done`);
+    /// rewinds partitions whose batch failed. `false` when there was nothing to commit.
+    fn commit(&self, done: &mpsc::UnboundedSender<Committed>) -> bool {
         let mut rewind = Vec::new();
         let tpl = {
             let mut map = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
@@ -399,22 +411,25 @@ impl KafkaSource {
             }
             commit_list(&map, None, &self.progress)
         };
-        if let Some(tpl) = tpl {
-            let consumer = self.consumer.clone();
-            let sync = matches!(mode, CommitMode::Sync);
-            let result = if sync {
-                tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
-                    .await
-                    .unwrap_or(Ok(()))
-            } else {
-                consumer.commit(&tpl, CommitMode::Async)
-            };
-            if let Err(e) = result {
-                tracing::debug!(source = %self.shape.source, error = %e, "commit");
-            }
-        }
         for (key, offset) in rewind {
             self.rewind(&key, offset);
+        }
+        let Some(tpl) = tpl else { return false };
+        let (consumer, done) = (self.consumer.clone(), done.clone());
+        tokio::task::spawn_blocking(move || {
+            let result = consumer.commit(&tpl, CommitMode::Sync);
+            let _ = done.send((tpl, result));
+        });
+        true
+    }
+
+    /// Commits what is committable and waits for the answer.
+    async fn commit_now(&self) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        if self.commit(&tx) {
+            if let Some((tpl, result)) = rx.recv().await {
+                self.consumer.context().committed(&result, &tpl);
+            }
         }
     }
 
@@ -472,7 +487,7 @@ impl KafkaSource {
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
         }
-        self.commit(CommitMode::Sync).await;
+        self.commit_now().await;
         self.consumer.unsubscribe();
         tracing::info!(source = %self.shape.source, "left the consumer group");
     }

@@ -13,7 +13,18 @@
 //! stored, and the file is cut again: never a second copy, never a gap.
 //! Files of a stream no longer owned are dropped, their acknowledgements
 //! failed, so nothing is stored or committed for a stream another replica owns.
+//!
+//! What a previous owner stored does not have to come from its commit's
+//! metadata (a broker may not keep it, and a replica killed between an upload
+//! and its next commit never wrote it): before the first upload of a stream's
+//! hour in an ownership, the hour's objects of that stream are listed
+//! (`{hour key up to {part}}.{topic}-{partition}-`, one prefix listing) and the
+//! last offset of the one with the highest first offset is recorded as stored.
+//! An owner's objects of an hour form a chain without gaps (they are uploaded
+//! in order, one at a time, and a failed file fails every later file of its
+//! ownership), so the last object's last offset covers all of them.
 
+use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +64,11 @@ pub struct StreamUploader {
     pub level: u32,
     /// What is stored of each stream (shared with the source).
     pub progress: Arc<Progress>,
+    /// (stream, generation, hour) whose objects in storage were looked up.
+    pub listed: HashSet<(String, u64, i64)>,
+    /// (stream, generation) of which a file failed: their later files fail too,
+    /// so that an hour's objects never leave a gap behind the last one.
+    pub failed: HashSet<(String, u64)>,
 }
 
 enum Put {
@@ -64,26 +80,58 @@ enum Put {
 
 impl StreamUploader {
     /// Uploads every file received until the channel closes.
-    pub async fn run(self, mut files: mpsc::UnboundedReceiver<SealedStream>) {
+    pub async fn run(mut self, mut files: mpsc::UnboundedReceiver<SealedStream>) {
         while let Some(file) = files.recv().await {
             self.finalise(file).await;
         }
     }
 
-    async fn finalise(&self, mut file: SealedStream) {
-        let progress = &self.progress;
+    async fn finalise(&mut self, file: SealedStream) {
+        let owner = (file.key.stream.name.clone(), file.key.generation);
+        if self.failed.contains(&owner) {
+            return self.drop_file(file, false);
+        }
+        if !self.upload(file).await {
+            self.failed.insert(owner);
+        }
+    }
+
+    /// Uploads one file; `false` when it was dropped unstored.
+    async fn upload(&mut self, mut file: SealedStream) -> bool {
+        let progress = self.progress.clone();
         let name = file.key.stream.name.clone();
         let mut attempt = 0u32;
         loop {
             if !progress.current(&name, file.key.generation) {
                 tracing::info!(sink = %self.sink, stream = %name, "not uploading records of a stream this replica no longer owns");
-                return self.drop_file(file, false);
+                self.drop_file(file, false);
+                return false;
+            }
+            let look = (name.clone(), file.key.generation, file.key.hour);
+            if !self.listed.contains(&look) {
+                match self.last_stored(&file).await {
+                    Ok(last) => {
+                        if let Some(last) = last {
+                            progress.record(&self.sink, &name, file.key.hour, last);
+                        }
+                        self.listed.insert(look);
+                    }
+                    Err(e) => {
+                        self.metrics.upload_retries.inc();
+                        let delay = BACKOFF.delay(attempt);
+                        attempt = attempt.saturating_add(1);
+                        tracing::warn!(sink = %self.sink, location = %self.store.location(), stream = %name, retry_in = ?delay, error = %e, "cannot list the stored objects of a stream's hour, will retry");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                }
             }
             if let Some(stored) = progress.stored(&self.sink, &name, file.key.hour) {
                 if file.first <= stored {
                     match self.cut(file, stored).await {
-                        Some(rest) => file = rest,
-                        None => return,
+                        Ok(Some(rest)) => file = rest,
+                        Ok(None) => return true,
+                        Err(()) => return false,
                     }
                 }
             }
@@ -104,7 +152,8 @@ impl StreamUploader {
                     } else {
                         self.metrics.objects_already_present.inc();
                     }
-                    return self.drop_file(file, true);
+                    self.drop_file(file, true);
+                    return true;
                 }
                 Ok(Put::Covered(last)) => {
                     tracing::info!(sink = %self.sink, key = %key, through = last, "another replica stored these records; keeping only what it has not");
@@ -119,6 +168,49 @@ impl StreamUploader {
                 }
             }
         }
+    }
+
+    /// The last offset stored of `file`'s stream and hour, by any owner: that of
+    /// the hour's object of the stream with the highest first offset.
+    async fn last_stored(&self, file: &SealedStream) -> Result<Option<i64>, StorageError> {
+        let name = &file.key.stream.name;
+        let marker = "\u{0}";
+        let rendered = self.template.render_part(file.key.hour, marker);
+        let Some((before, after)) = rendered.split_once(marker) else {
+            return Ok(None);
+        };
+        let prefix = format!("{before}.{name}-");
+        let (mut start, mut best): (Option<String>, Option<(i64, String)>) = (None, None);
+        loop {
+            let page = self.store.list_page(&prefix, start).await?;
+            for o in page.objects {
+                let first = o
+                    .key
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix(after))
+                    .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|n| n.parse::<i64>().ok());
+                if let Some(first) = first {
+                    if best.as_ref().is_none_or(|(b, _)| first > *b) {
+                        best = Some((first, o.key));
+                    }
+                }
+            }
+            start = page.next;
+            if start.is_none() {
+                break;
+            }
+        }
+        let Some((_, key)) = best else {
+            return Ok(None);
+        };
+        let id = self
+            .store
+            .head(&key)
+            .await?
+            .and_then(|i| i.segment_id)
+            .unwrap_or_default();
+        self.covered(&key, &id, file).await.map(Some)
     }
 
     async fn put(&self, key: &str, file: &SealedStream) -> Result<Put, StorageError> {
@@ -179,8 +271,9 @@ impl StreamUploader {
     }
 
     /// Cuts from `file` the records at or below `stored`; `None` when nothing is left
-    /// (then its acknowledgements complete: every record is stored).
-    async fn cut(&self, file: SealedStream, stored: i64) -> Option<SealedStream> {
+    /// (then its acknowledgements complete: every record is stored); `Err` when it
+    /// could not be rewritten (then they fail: the records are read again).
+    async fn cut(&self, file: SealedStream, stored: i64) -> Result<Option<SealedStream>, ()> {
         let level = self.level;
         let stream = file.key.stream.clone();
         let (path, id) = (file.path.clone(), uuid::Uuid::now_v7());
@@ -249,16 +342,16 @@ impl StreamUploader {
                     acks: file.acks,
                 };
                 self.metrics.staged_bytes.add(rest.data_bytes() as i64);
-                Some(rest)
+                Ok(Some(rest))
             }
             Ok(None) => {
                 self.drop_file(file, true);
-                None
+                Ok(None)
             }
             Err(e) => {
                 tracing::error!(sink = %self.sink, error = %e, "cannot rewrite a stream file; its records are read again from the source");
                 self.drop_file(file, false);
-                None
+                Err(())
             }
         }
     }

@@ -158,6 +158,8 @@ impl Sink for ArchiveSink {
             metrics: self.metrics.clone(),
             level: self.settings.compression_level,
             progress: self.progress.clone(),
+            listed: Default::default(),
+            failed: Default::default(),
         };
         let stream_uploads = tokio::spawn(stream_uploader.run(stream_rx));
         let segment_uploads = tokio::spawn(uploader.run(upload_rx));
