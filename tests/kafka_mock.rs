@@ -297,5 +297,317 @@ fn two_replicas_share_four_partitions_and_archive_every_record_once() {
             "partition {p} committed to its end"
         );
     }
-    assert_exactly_once(&common::read_archive(&archive), &produced, TOPIC);
+    assert_exactly_once(&read_objects(&archive), &produced, TOPIC);
+}
+
+/// A counter of `sediment_kafka_rebalances_total` of replica `name`.
+fn rebalances(name: &str, kind: &str) -> u64 {
+    sediment_core::metrics::ComponentMetrics::new(&format!("kafka_{name}"), "source", "kafka")
+        .kafka_rebalances(kind)
+        .get()
+}
+
+/// Produces `seqs` in chunks of 500 from a thread, 150 ms apart.
+fn produce_slowly(
+    bootstrap: &str,
+    seqs: std::ops::Range<u64>,
+) -> std::thread::JoinHandle<Produced> {
+    let bootstrap = bootstrap.to_owned();
+    std::thread::spawn(move || {
+        let mut all = Produced::new();
+        let mut at = seqs.start;
+        while at < seqs.end {
+            let end = (at + 500).min(seqs.end);
+            all.extend(produce_mock(&bootstrap, at..end, three_hours));
+            at = end;
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        all
+    })
+}
+
+#[test]
+fn members_joining_and_leaving_while_consuming_lose_and_duplicate_nothing() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    let (root, archive) = dirs();
+    let mut produced = produce_mock(&bootstrap, 0..2000, three_hours);
+    let a = replica("a", &bootstrap, root.path(), &archive);
+    wait_archived(
+        &archive,
+        produced.len(),
+        Duration::from_secs(60),
+        String::new,
+    );
+    let producing = produce_slowly(&bootstrap, 2000..12_000);
+    std::thread::sleep(Duration::from_millis(500));
+    let b = replica("b", &bootstrap, root.path(), &archive);
+    wait_for("b's assignment", Duration::from_secs(30), || {
+        rebalances("b", "assign") > 0
+    });
+    let c = replica("c", &bootstrap, root.path(), &archive);
+    wait_for("c's assignment", Duration::from_secs(30), || {
+        rebalances("c", "assign") > 0
+    });
+    // a leaves while records keep coming: its partitions move to b and c.
+    a.stop();
+    produced.extend(producing.join().unwrap());
+    wait_archived(
+        &archive,
+        produced.len(),
+        Duration::from_secs(60),
+        String::new,
+    );
+    wait_for(
+        "b and c committing all four partitions",
+        Duration::from_secs(20),
+        || b.committed().len() + c.committed().len() == 4,
+    );
+    b.stop();
+    c.stop();
+    for (p, (offset, _)) in group_commits(&bootstrap) {
+        let end = produced
+            .keys()
+            .filter(|k| k.0 == p)
+            .map(|k| k.1)
+            .max()
+            .unwrap()
+            + 1;
+        assert_eq!(
+            offset,
+            Offset::Offset(end),
+            "partition {p} committed to its end"
+        );
+    }
+    assert!(
+        rebalances("a", "revoke") >= 2,
+        "a gave partitions to b, then c, then left"
+    );
+    assert_exactly_once(&read_objects(&archive), &produced, TOPIC);
+}
+
+#[test]
+fn the_group_leader_leaving_in_the_middle_of_a_rebalance() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    let (root, archive) = dirs();
+    let mut produced = produce_mock(&bootstrap, 0..2000, three_hours);
+    // a joins first, so it leads the group (it computes the assignments).
+    let a = replica("a", &bootstrap, root.path(), &archive);
+    wait_for("a's assignment", Duration::from_secs(30), || {
+        rebalances("a", "assign") > 0
+    });
+    let b = replica("b", &bootstrap, root.path(), &archive);
+    wait_for("b's assignment", Duration::from_secs(30), || {
+        rebalances("b", "assign") > 0
+    });
+    wait_archived(
+        &archive,
+        produced.len(),
+        Duration::from_secs(60),
+        String::new,
+    );
+    let producing = produce_slowly(&bootstrap, 2000..8000);
+    // c joins: a cooperative rebalance in two rounds. a leaves as soon as the
+    // first round revoked something from it, before c is assigned anything.
+    let revoked = rebalances("a", "revoke") + rebalances("b", "revoke");
+    let c = replica("c", &bootstrap, root.path(), &archive);
+    wait_for("the first round's revoke", Duration::from_secs(30), || {
+        rebalances("a", "revoke") + rebalances("b", "revoke") > revoked
+    });
+    let c_assigned_before_a_left = rebalances("c", "assign");
+    a.stop();
+    produced.extend(producing.join().unwrap());
+    wait_archived(
+        &archive,
+        produced.len(),
+        Duration::from_secs(60),
+        String::new,
+    );
+    wait_for(
+        "b and c committing all four partitions",
+        Duration::from_secs(30),
+        || b.committed().len() + c.committed().len() == 4,
+    );
+    b.stop();
+    c.stop();
+    eprintln!("c had {c_assigned_before_a_left} partition(s) when the leader left");
+    for (p, (offset, _)) in group_commits(&bootstrap) {
+        let end = produced
+            .keys()
+            .filter(|k| k.0 == p)
+            .map(|k| k.1)
+            .max()
+            .unwrap()
+            + 1;
+        assert_eq!(
+            offset,
+            Offset::Offset(end),
+            "partition {p} committed to its end"
+        );
+    }
+    assert_exactly_once(&read_objects(&archive), &produced, TOPIC);
+}
+
+#[test]
+fn a_zombies_late_commit_is_refused_and_moves_no_offset() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    let (root, archive) = dirs();
+    let produced = produce_mock(&bootstrap, 0..2000, three_hours);
+    // The zombie: a plain member of the group that owns everything, reads, then
+    // stops polling (a paused process) past its max poll interval.
+    let zombie: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "g")
+        .set("enable.auto.commit", "false")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "300")
+        .set("max.poll.interval.ms", "6000")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    zombie.subscribe(&[TOPIC]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut read = 0;
+    while read < 100 {
+        assert!(Instant::now() < deadline, "the zombie never read");
+        match zombie.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => read += 1,
+            Some(Err(e)) => eprintln!("zombie: {e}"),
+            None => {}
+        }
+    }
+    assert_eq!(zombie.assignment().unwrap().count(), 4);
+    let s = replica("s", &bootstrap, root.path(), &archive);
+    wait_archived(
+        &archive,
+        produced.len(),
+        Duration::from_secs(60),
+        String::new,
+    );
+    wait_for(
+        "s committing all four partitions to their ends",
+        Duration::from_secs(30),
+        || s.committed().values().sum::<i64>() == produced.len() as i64,
+    );
+    // The zombie wakes and commits what it read long ago.
+    let mut late = TopicPartitionList::new();
+    for p in 0..4 {
+        late.add_partition_offset(TOPIC, p, Offset::Offset(1))
+            .unwrap();
+    }
+    let refused = zombie
+        .commit(&late, rdkafka::consumer::CommitMode::Sync)
+        .expect_err("a zombie's commit is refused");
+    assert!(
+        sediment_kafka::context::ownership_lost(&refused),
+        "refused as ownership lost: {refused}"
+    );
+    for (p, (offset, _)) in group_commits(&bootstrap) {
+        let end = produced
+            .keys()
+            .filter(|k| k.0 == p)
+            .map(|k| k.1)
+            .max()
+            .unwrap()
+            + 1;
+        assert_eq!(
+            offset,
+            Offset::Offset(end),
+            "partition {p} keeps s's commit"
+        );
+    }
+    s.stop();
+    drop(zombie);
+    assert_exactly_once(&read_objects(&archive), &produced, TOPIC);
+}
+
+#[test]
+fn the_next_owner_reads_the_commit_metadata_and_stores_nothing_twice() {
+    use chrono::{Datelike, TimeZone, Utc};
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    let (root, archive) = dirs();
+    // Two hours on either side of a midnight, so they live in different folders.
+    let midnight = (hours_ago(0) / 86_400 - 2) * 86_400;
+    let (before, after) = (midnight - 3600, midnight);
+    // Per partition: 500 records of the hour before, then 500 alternating in
+    // groups (offset 500 is `before`, 501 `after`, …).
+    let hour_of = |seq: u64| {
+        if seq < 2000 || (seq / 4) % 2 == 0 {
+            before
+        } else {
+            after
+        }
+    };
+    let produced = produce_mock(&bootstrap, 0..4000, hour_of);
+    let to_before = produced.values().filter(|s| hour_of(**s) == before).count();
+    // The day folder of `after` cannot be created: its objects wait (retried),
+    // so commits stop at the first batch holding one of its records, while the
+    // hour before is stored further.
+    let day = Utc.timestamp_opt(after, 0).unwrap();
+    let folder = archive.join(format!(
+        "year={}/month={:02}/day={:02}",
+        day.year(),
+        day.month(),
+        day.day()
+    ));
+    std::fs::create_dir_all(folder.parent().unwrap()).unwrap();
+    std::fs::write(&folder, b"in the way").unwrap();
+    let a = replica("a", &bootstrap, root.path(), &archive);
+    wait_archived(&archive, to_before, Duration::from_secs(60), String::new);
+    std::thread::sleep(Duration::from_millis(2500)); // a commit or two
+    a.stop();
+    let commits = group_commits(&bootstrap);
+    for (p, (offset, metadata)) in &commits {
+        let Offset::Offset(o) = offset else {
+            panic!("partition {p} committed nothing: {offset:?}")
+        };
+        assert!(
+            *o <= 501,
+            "partition {p}: the commit waits for the hour after: {o}"
+        );
+        let stored = sediment_core::stream::decode(metadata);
+        let beyond = stored["archive"][&before];
+        assert!(
+            beyond >= *o && beyond > 501,
+            "partition {p}: {metadata} tells the hour before is stored beyond the commit {o}"
+        );
+    }
+    std::fs::remove_file(&folder).unwrap();
+    let skipped = sediment_core::metrics::ComponentMetrics::new("archive", "sink", "file")
+        .discarded("already_stored", "");
+    let skipped_before = skipped.get();
+    let b = replica("b", &bootstrap, root.path(), &archive);
+    wait_archived(
+        &archive,
+        produced.len(),
+        Duration::from_secs(60),
+        String::new,
+    );
+    wait_for(
+        "b committing all four partitions",
+        Duration::from_secs(20),
+        || b.committed().values().sum::<i64>() == produced.len() as i64,
+    );
+    b.stop();
+    // b read from the commits again and left out what the metadata said is stored.
+    let replayed_before: u64 = commits
+        .iter()
+        .map(|(p, (o, _))| {
+            let Offset::Offset(o) = o else { unreachable!() };
+            produced
+                .iter()
+                .filter(|((pp, off), s)| pp == p && off >= o && hour_of(**s) == before)
+                .count() as u64
+        })
+        .sum();
+    assert_eq!(
+        skipped.get() - skipped_before,
+        replayed_before,
+        "b skipped exactly the stored records it read again"
+    );
+    assert_exactly_once(&read_objects(&archive), &produced, TOPIC);
 }

@@ -240,6 +240,9 @@ impl KafkaSource {
                 let Some(p) = map.get_mut(&key) else { continue };
                 p.generation = self.progress.seed(&p.stream.name, decode(e.metadata()));
                 if let Offset::Offset(o) = e.offset() {
+                    self.metrics
+                        .kafka_committed(e.topic(), e.partition())
+                        .set(o);
                     p.confirmed = Some(o);
                     p.delivered = Some(o);
                     let _ = ready.add_partition_offset(e.topic(), e.partition(), Offset::Offset(o));

@@ -22,9 +22,9 @@
 //! last offset of the one with the highest first offset is recorded as stored.
 //! An owner's objects of an hour form a chain without gaps (they are uploaded
 //! in order, one at a time, and a failed file fails every later file of its
-//! ownership), so the last object's last offset covers all of them.
+//! hour and ownership), so the last object's last offset covers all of them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +35,8 @@ use sediment_core::retry::Backoff;
 use sediment_core::storage::{ObjectStore, PutOutcome, StorageError};
 use sediment_core::stream::Progress;
 use sediment_core::Ack;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
 
 use super::member;
 use super::naming::KeyTemplate;
@@ -46,11 +47,18 @@ const BACKOFF: Backoff = Backoff {
     initial: Duration::from_millis(200),
     max: Duration::from_secs(60),
 };
+/// Most uploads at once.
+pub const PARALLEL: usize = 8;
+/// How long a chain waits for its next file before its task ends.
+const CHAIN_IDLE: Duration = Duration::from_secs(30);
+
 /// Bytes of lines per data member when a file is rewritten.
 const REWRITE_MEMBER: usize = 1 << 20;
 
-/// Uploads stream files, in the order they were sealed.
-#[derive(Debug)]
+/// Uploads stream files: those of one stream and hour one at a time, in the
+/// order they were sealed (a chain); different chains at once, at most
+/// [`PARALLEL`], so that one hour waiting for its storage holds up no other.
+#[derive(Debug, Clone)]
 pub struct StreamUploader {
     /// The sink's id (for logs and [`Progress`]).
     pub sink: String,
@@ -79,9 +87,64 @@ enum Put {
 }
 
 impl StreamUploader {
-    /// Uploads every file received until the channel closes.
-    pub async fn run(mut self, mut files: mpsc::UnboundedReceiver<SealedStream>) {
+    /// Uploads every file received until the channel closes, then waits for the chains.
+    pub async fn run(self, mut files: mpsc::UnboundedReceiver<SealedStream>) {
+        type Chain = (mpsc::UnboundedSender<SealedStream>, JoinHandle<()>);
+        let permits = Arc::new(Semaphore::new(PARALLEL));
+        let mut chains: HashMap<(String, i64), Chain> = HashMap::new();
         while let Some(file) = files.recv().await {
+            let key = (file.key.stream.name.clone(), file.key.hour);
+            let file = match chains.get(&key) {
+                Some((tx, _)) => match tx.send(file) {
+                    Ok(()) => continue,
+                    Err(returned) => returned.0,
+                },
+                None => file,
+            };
+            // A new chain (the previous one of this key ended idle): it starts
+            // once the previous one has finished, so the order holds.
+            chains.retain(|_, (_, h)| !h.is_finished());
+            let previous = chains.remove(&key).map(|(_, h)| h);
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = tx.send(file);
+            let worker = StreamUploader {
+                listed: HashSet::new(),
+                failed: HashSet::new(),
+                ..self.clone()
+            };
+            let handle = tokio::spawn(worker.chain(rx, previous, permits.clone()));
+            chains.insert(key, (tx, handle));
+        }
+        for (_, (tx, handle)) in chains {
+            drop(tx);
+            let _ = handle.await;
+        }
+    }
+
+    /// Uploads one chain's files in order until it is idle for [`CHAIN_IDLE`].
+    async fn chain(
+        mut self,
+        mut files: mpsc::UnboundedReceiver<SealedStream>,
+        previous: Option<JoinHandle<()>>,
+        permits: Arc<Semaphore>,
+    ) {
+        if let Some(previous) = previous {
+            let _ = previous.await;
+        }
+        loop {
+            let file = match tokio::time::timeout(CHAIN_IDLE, files.recv()).await {
+                Ok(Some(file)) => file,
+                Ok(None) => return,
+                Err(_) => {
+                    // Refuse new files (the next one starts a new chain), finish those sent.
+                    files.close();
+                    match files.try_recv() {
+                        Ok(file) => file,
+                        Err(_) => return,
+                    }
+                }
+            };
+            let _permit = permits.acquire().await;
             self.finalise(file).await;
         }
     }
