@@ -184,8 +184,10 @@ pub fn parse(path: &str, value: serde_yaml::Value) -> Result<KafkaSettings, Vec<
                 OffsetReset::Latest => "latest",
             },
         )
-        // Bounded prefetch: at most 16 MiB of records queued per replica.
+        // Bounded prefetch: at most 16 MiB of records queued per replica, fetch
+        // responses of at most 8 MiB (librdkafka's default is 50 MiB).
         .set("queued.max.messages.kbytes", "16384")
+        .set("fetch.max.bytes", "8388608")
         .set("statistics.interval.ms", "5000");
     if let Some(id) = &o.group_instance_id {
         client.set("group.instance.id", id);

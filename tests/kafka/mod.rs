@@ -231,12 +231,12 @@ pub fn tansu() -> &'static str {
                     Ok(())
                 });
             }
-            let _child = command.spawn().expect("tansu starts");
+            let mut child = command.spawn().expect("tansu starts");
             crate::cloud::wait_port(port, "tansu");
             tx.send(format!("127.0.0.1:{port}")).unwrap();
-            loop {
-                std::thread::park();
-            }
+            // This thread lives as long as the broker (so as the test process).
+            let status = child.wait();
+            panic!("tansu exited: {status:?}");
         });
         rx.recv().unwrap()
     })
