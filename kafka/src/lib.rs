@@ -40,7 +40,12 @@
 //!    start where the previous owner's next objects would have started: when
 //!    the previous owner wrote one after its last commit, the names collide,
 //!    the create fails, and the object's recorded last offset tells what to
-//!    skip — never a second copy, never a gap.
+//!    skip — never a second copy, never a gap. The metadata is a shortcut, not
+//!    a requirement (some brokers, Tansu among them, do not keep it, and a
+//!    replica killed after an upload never committed it): before its first
+//!    upload of a partition's hour, an owner lists that hour's objects of the
+//!    partition and records the last offset of the latest one as stored
+//!    (the archive sinks' stream uploads, `sinks/src/archive/stream_upload.rs`).
 //! 5. **Ownership.** On a revoke the partition's committable offset is
 //!    committed, then [`sediment_core::stream::Progress::revoke`] stops its work
 //!    at once: sinks drop its staged records (failing their acknowledgements)
@@ -49,9 +54,13 @@
 //!    ownership is lost; the rebalance that follows revokes. A zombie that
 //!    wakes and uploads before it learns this is harmless: its objects carry the
 //!    same deterministic names, so whoever comes second skips.
-//! 6. **Back-pressure.** When the pipeline is full every partition is paused
-//!    (librdkafka stops fetching; its queue is bounded at 16 MiB) while the loop
-//!    keeps polling, so the replica stays in the group.
+//! 6. **Back-pressure.** When the pipeline is full, or
+//!    [`source::MAX_IN_FLIGHT`] batches wait for storage, every partition is
+//!    paused (librdkafka stops fetching; its queue is bounded at 16 MiB, fetch
+//!    responses at 8 MiB) while the loop keeps polling, so the replica stays in
+//!    the group.
+//! 7. **Commits** are made on the blocking pool and their result handled there:
+//!    librdkafka reports a manual asynchronous commit to nobody.
 //!
 //! Why `rdkafka` (librdkafka, built from source with its `cmake-build` feature:
 //! Debian's is too old) and not `rskafka`: `rskafka` has no consumer groups,
