@@ -203,6 +203,9 @@ sources:
     auth: {strategy: basic, username: u, password: "${PASSWORD:-p}"}
     headers: [X-Request-Id]
     timestamp_fields: [ts]
+    header_timeout: 5s
+    idle_timeout: 30s
+    max_connections: 256
   syslog_in:
     type: syslog
     mode: tcp
@@ -213,6 +216,7 @@ sources:
     receive_buffer_bytes: 4MiB
     permit_origin: [10.0.0.0/8, 192.0.2.7]
     timezone: "+02:00"
+    idle_timeout: 10m
   from_kafka:
     type: kafka
     bootstrap_servers: [kafka-1:9092, kafka-2:9092]

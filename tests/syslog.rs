@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::pki::{certificates, Certs};
 use common::*;
 use serde_json::Value;
 
@@ -311,68 +312,6 @@ impl Drop for Rsyslog {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A CA, a server certificate for `localhost`/127.0.0.1 and a client certificate, as PEM files.
-struct Certs {
-    ca: PathBuf,
-    server: PathBuf,
-    server_key: PathBuf,
-    client: PathBuf,
-    client_key: PathBuf,
-}
-
-fn certificates(dir: &Path) -> Certs {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-        KeyUsagePurpose,
-    };
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "sediment test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf = |names: Vec<String>, cn: &str, usage: ExtendedKeyUsagePurpose| {
-        let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![usage];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (server, server_key) = leaf(
-        vec!["localhost".into(), "127.0.0.1".into()],
-        "localhost",
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
-    let (client, client_key) = leaf(
-        vec!["rsyslog-client".into()],
-        "rsyslog-client",
-        ExtendedKeyUsagePurpose::ClientAuth,
-    );
-    let write = |name: &str, pem: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, pem).unwrap();
-        path
-    };
-    Certs {
-        ca: write("ca.pem", &ca.pem()),
-        server: write("server.pem", &server),
-        server_key: write("server-key.pem", &server_key),
-        client: write("client.pem", &client),
-        client_key: write("client-key.pem", &client_key),
     }
 }
 

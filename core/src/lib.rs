@@ -20,6 +20,8 @@
 //!   what archive sinks stored of each, shared by the kafka source and the sinks.
 //! - [`tls`]: rustls server and client configurations from PEM files, shared by
 //!   every component that speaks TLS.
+//! - [`throttle`]: at most one warning per minute for what clients can repeat at
+//!   will (failed TLS handshakes, connections over a cap), with a count.
 //!
 //! Design decisions: channels are bounded ([`topology::INPUT_CAPACITY`] batches), so
 //! a slow sink slows its transforms, which makes sources push back; nothing queues
@@ -37,6 +39,7 @@ pub mod output;
 pub mod retry;
 pub mod storage;
 pub mod stream;
+pub mod throttle;
 pub mod tls;
 pub mod topology;
 

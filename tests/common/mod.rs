@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod pki;
+pub mod raw_http;
 pub mod receiver;
 
 /// The binary under test.
@@ -73,6 +75,8 @@ pub struct Setup {
     pub ports: Option<(u16, u16)>,
     /// `shutdown_timeout` of the config.
     pub shutdown_timeout: &'static str,
+    /// Run under this `RLIMIT_NOFILE` (soft and hard), through `prlimit`.
+    pub fd_limit: Option<u64>,
 }
 
 /// The usual topology: http → hour_partition → file.
@@ -97,7 +101,14 @@ impl Setup {
             stdout: Stdio::null(),
             ports: None,
             shutdown_timeout: "30s",
+            fd_limit: None,
         }
+    }
+
+    /// Runs sediment with at most `n` open file descriptors.
+    pub fn fd_limit(mut self, n: u64) -> Setup {
+        self.fd_limit = Some(n);
+        self
     }
 
     /// Sets `shutdown_timeout`.
@@ -148,7 +159,16 @@ impl Setup {
             .append(true)
             .open(self.root.join("sediment.log"))
             .unwrap();
-        let child = Command::new(binary())
+        let mut command = match self.fd_limit {
+            // prlimit sets the limit and then execs sediment: same process id.
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}")).arg("--").arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        let child = command
             .args(["run", "--config"])
             .arg(&config)
             .envs(self.extra_env)

@@ -4,10 +4,14 @@
 mod body;
 mod budget;
 mod chunks;
+mod deadline;
 mod decode;
 pub mod idempotency;
+mod listener;
+mod respond;
 mod server;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +22,8 @@ use sediment_core::config::{
     join, parse_typed, ByteSize, ConfigDuration, ConfigError, ListenAddress,
 };
 use sediment_core::event::DEFAULT_TIMESTAMP_FIELDS;
+use sediment_core::tls::rustls::ServerConfig;
+use sediment_core::tls::{server_config, ServerTlsOptions};
 use serde::Deserialize;
 
 pub use decode::{BodyError, Format};
@@ -68,6 +74,22 @@ struct HttpOptions {
     /// Most events (or lines) in one request; more gets 413.
     #[serde(default = "default_max_events_per_request")]
     max_events_per_request: usize,
+
+    // Connections (see `listener`).
+    /// Time a client has, from connecting (TLS handshake included) or from the
+    /// first byte of a later request on the connection, to send a whole request head.
+    #[serde(default = "default_header_timeout")]
+    header_timeout: ConfigDuration,
+    /// How long a keep-alive connection may wait for its next request.
+    #[serde(default = "default_idle_timeout")]
+    idle_timeout: ConfigDuration,
+    /// Connections open at once (default: half the process's file-descriptor
+    /// limit, at most [`listener::DEFAULT_MAX_CONNECTIONS`]).
+    #[serde(default)]
+    max_connections: Option<usize>,
+    /// Serve HTTPS with this certificate; `ca_file` requires client certificates.
+    #[serde(default)]
+    tls: Option<ServerTlsOptions>,
 }
 
 /// `auth:` — bearer tokens or one basic-auth user.
@@ -112,6 +134,12 @@ fn default_max_hours_per_request() -> usize {
 fn default_max_events_per_request() -> usize {
     1_000_000
 }
+fn default_header_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(10))
+}
+fn default_idle_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(60))
+}
 fn default_timestamp_fields() -> Vec<String> {
     DEFAULT_TIMESTAMP_FIELDS
         .iter()
@@ -148,6 +176,16 @@ pub struct HttpSettings {
     pub max_hours_per_request: usize,
     /// Most events in one request.
     pub max_events_per_request: usize,
+
+    // Connections.
+    /// Time for a whole request head (and the TLS handshake on a new connection).
+    pub header_timeout: Duration,
+    /// Time a keep-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Connections open at once; `None`: derived from the fd limit at start.
+    pub max_connections: Option<usize>,
+    /// The TLS server configuration (HTTPS), loaded at validation.
+    pub tls: Option<Arc<ServerConfig>>,
 }
 
 /// Registry entry for `type: http`.
@@ -218,6 +256,33 @@ fn parse(cx: &ParseContext, value: serde_yaml::Value) -> Result<Validated, Vec<C
         }
         _ => {}
     }
+    for (field, value) in [
+        ("header_timeout", o.header_timeout.get()),
+        ("idle_timeout", o.idle_timeout.get()),
+    ] {
+        if value < Duration::from_millis(1) {
+            errors.push(ConfigError::new(
+                join(&cx.path, field),
+                "must be at least 1ms",
+            ));
+        }
+    }
+    if o.max_connections == Some(0) {
+        errors.push(ConfigError::new(
+            join(&cx.path, "max_connections"),
+            "must be at least 1",
+        ));
+    }
+    let tls = match &o.tls {
+        Some(t) => match server_config(t, &join(&cx.path, "tls")) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        },
+        None => None,
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -235,6 +300,10 @@ fn parse(cx: &ParseContext, value: serde_yaml::Value) -> Result<Validated, Vec<C
         request_timeout: o.request_timeout.get(),
         max_hours_per_request: o.max_hours_per_request,
         max_events_per_request: o.max_events_per_request,
+        header_timeout: o.header_timeout.get(),
+        idle_timeout: o.idle_timeout.get(),
+        max_connections: o.max_connections,
+        tls,
     })))
 }
 
@@ -242,5 +311,50 @@ fn parse(cx: &ParseContext, value: serde_yaml::Value) -> Result<Validated, Vec<C
 impl ValidatedSource for HttpSettings {
     async fn build(self: Box<Self>, cx: &BuildContext) -> anyhow::Result<Box<dyn Source>> {
         Ok(Box::new(server::HttpSource::bind(*self, cx).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(yaml: &str) -> Vec<String> {
+        let cx = ParseContext {
+            id: "http_in".into(),
+            path: "sources.http_in".into(),
+        };
+        match parse(&cx, serde_yaml::from_str(yaml).unwrap()) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn connection_options_are_validated_with_their_yaml_paths() {
+        let base = "address: 127.0.0.1:0\n";
+        assert!(errors(&format!(
+            "{base}header_timeout: 2s\nidle_timeout: 90s\nmax_connections: 10"
+        ))
+        .is_empty());
+        assert_eq!(
+            errors(&format!(
+                "{base}header_timeout: 0s\nidle_timeout: 0ms\nmax_connections: 0"
+            )),
+            [
+                "sources.http_in.header_timeout: must be at least 1ms",
+                "sources.http_in.idle_timeout: must be at least 1ms",
+                "sources.http_in.max_connections: must be at least 1",
+            ]
+        );
+        assert_eq!(
+            errors(&format!(
+                "{base}tls: {{crt_file: /nonexistent/c.pem, key_file: /nonexistent/k.pem}}"
+            )),
+            ["sources.http_in.tls.crt_file: cannot read /nonexistent/c.pem: No such file or directory (os error 2)"]
+        );
+        assert!(
+            errors(&format!("{base}tls: {{crt_file: a, key_file: b, ca: c}}"))[0]
+                .starts_with("sources.http_in.tls.ca: unknown field `ca`")
+        );
     }
 }

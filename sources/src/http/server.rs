@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -19,6 +19,7 @@ use sediment_core::{Ack, Batch, Event, Outcome, Output};
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::body;
@@ -26,6 +27,8 @@ use super::budget::{MemoryBudget, Shortfall};
 use super::chunks::{self, Prepared};
 use super::decode::{self, BodyError, Format};
 use super::idempotency::{self, Begin, Keys};
+use super::listener;
+use super::respond::error_response;
 use super::{AuthOptions, HttpSettings, MEZMO_PATH};
 
 /// The request header naming a request for de-duplication.
@@ -38,6 +41,8 @@ pub struct HttpSource {
     settings: HttpSettings,
     id: String,
     metrics: ComponentMetrics,
+    /// `max_connections`, resolved against the fd limit.
+    max_connections: usize,
 }
 
 struct Shared {
@@ -58,8 +63,14 @@ impl HttpSource {
         let listener = TcpListener::bind(settings.address)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.address))?;
-        tracing::info!(source = %cx.id, address = %listener.local_addr()?, path = %settings.path, "http source listening");
+        let (max_connections, warning) =
+            listener::connection_cap(settings.max_connections, listener::fd_limit());
+        if let Some(warning) = warning {
+            tracing::warn!(source = %cx.id, "{warning}");
+        }
+        tracing::info!(source = %cx.id, address = %listener.local_addr()?, path = %settings.path, tls = settings.tls.is_some(), max_connections, "http source listening");
         Ok(HttpSource {
+            max_connections,
             keys: Keys::open(&cx.data_dir.join(&cx.id), &cx.id),
             listener,
             settings,
@@ -81,16 +92,21 @@ impl Source for HttpSource {
             metrics: self.metrics,
             keys: self.keys,
         });
+        let conf = listener::Conf {
+            id: shared.id.clone(),
+            header_timeout: shared.settings.header_timeout,
+            idle_timeout: shared.settings.idle_timeout,
+            max_connections: self.max_connections,
+            tls: shared.settings.tls.clone().map(TlsAcceptor::from),
+            metrics: shared.metrics.clone(),
+        };
         let app = Router::new()
             .route(&shared.settings.path, post(ingest))
             .route(MEZMO_PATH, post(ingest_mezmo))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
             .with_state(shared);
-        axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+        listener::serve(self.listener, app, conf, shutdown).await?;
         Ok(())
     }
 }
@@ -147,6 +163,32 @@ async fn handle(
         );
     }
     response
+}
+
+/// `404` for any other path, as a JSON error.
+async fn not_found(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
+    shared.metrics.http_requests(404).inc();
+    error_response(
+        StatusCode::NOT_FOUND,
+        &format!(
+            "nothing is served at {}: send logs with POST to {} or {MEZMO_PATH}",
+            uri.path(),
+            shared.settings.path
+        ),
+    )
+}
+
+/// `405` for a method other than `POST`, as a JSON error.
+async fn method_not_allowed(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    shared.metrics.http_requests(405).inc();
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("{} takes POST, not {method}", uri.path()),
+    )
 }
 
 /// [`accept`], taking a request with an `Idempotency-Key` only once (see

@@ -36,6 +36,15 @@
 //! outside `permit_origin` are refused (TCP) or ignored (UDP) and counted in
 //! `errors_total{error_type="origin_refused"}`.
 //!
+//! # Connections
+//! At most `connection_limit` TCP/TLS connections are served; more wait in the
+//! listen backlog. A connection that sends nothing for `idle_timeout` is closed,
+//! so idle senders cannot hold the slots for ever. In tls mode a connection still
+//! in its handshake gives way when every slot is taken: a new connection closes
+//! the oldest handshake in progress (counted in
+//! `errors_total{error_type="connection_limit"}`) rather than wait out its
+//! timeout, so clients that never handshake cannot hold up real ones.
+//!
 //! # Durability window
 //! Syslog has no acknowledgement. A message read from a socket is in a batch
 //! within [`pending::BATCH_LINGER`] (20 ms), and durable once the archive sink's
@@ -125,6 +134,11 @@ struct SyslogOptions {
     /// Certificate, key and optional client CA; required in tls mode.
     #[serde(default)]
     tls: Option<TlsOptions>,
+
+    // Connections (see `tcp`).
+    /// A TCP/TLS connection that sends nothing for this long is closed (default 5m).
+    #[serde(default)]
+    idle_timeout: Option<ConfigDuration>,
 }
 
 fn default_max_message_size() -> ByteSize {
@@ -136,6 +150,8 @@ fn default_timezone() -> String {
 
 /// The default `connection_limit`.
 pub const DEFAULT_CONNECTION_LIMIT: usize = 256;
+/// The default `idle_timeout`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Validated `syslog` source settings.
 #[derive(Debug, Clone)]
@@ -158,6 +174,10 @@ pub struct SyslogSettings {
     pub timezone: TimeZone,
     /// The TLS server configuration (tls mode).
     pub tls: Option<Arc<ServerConfig>>,
+
+    // Connections.
+    /// A TCP/TLS connection silent this long is closed.
+    pub idle_timeout: Duration,
 }
 
 impl SyslogSettings {
@@ -207,6 +227,13 @@ fn validate(path: &str, o: SyslogOptions) -> Result<SyslogSettings, Vec<ConfigEr
         Some(_) if !stream => error("keepalive", "applies to tcp and tls modes only".into()),
         Some(k) if k.get() < Duration::from_secs(1) => {
             error("keepalive", "must be at least 1s".into())
+        }
+        _ => {}
+    }
+    match o.idle_timeout {
+        Some(_) if !stream => error("idle_timeout", "applies to tcp and tls modes only".into()),
+        Some(t) if t.get() < Duration::from_millis(1) => {
+            error("idle_timeout", "must be at least 1ms".into())
         }
         _ => {}
     }
@@ -269,6 +296,9 @@ fn validate(path: &str, o: SyslogOptions) -> Result<SyslogSettings, Vec<ConfigEr
         permit_origin,
         timezone,
         tls,
+        idle_timeout: o
+            .idle_timeout
+            .map_or(DEFAULT_IDLE_TIMEOUT, ConfigDuration::get),
     })
 }
 

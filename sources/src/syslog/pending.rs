@@ -156,6 +156,9 @@ pub struct Counters {
     pub origin_refused: IntCounter,
     /// `errors_total{error_type="tls_handshake"}`.
     pub tls_handshake: IntCounter,
+    /// `errors_total{error_type="connection_limit"}`: handshakes in progress
+    /// closed to make room for a new connection.
+    pub connection_limit: IntCounter,
     /// `errors_total{error_type="read"}`: connections that ended with an I/O error.
     pub read: IntCounter,
     /// `errors_total{error_type="not_durable"}`: batches a sink could not make durable.
@@ -174,6 +177,7 @@ impl Counters {
             queue_full: m.discarded("queue_full", ""),
             origin_refused: m.errors("origin_refused"),
             tls_handshake: m.errors("tls_handshake"),
+            connection_limit: m.errors("connection_limit"),
             read: m.errors("read"),
             not_durable: m.errors("not_durable"),
         }
@@ -195,6 +199,8 @@ pub struct Shared {
     pub clock: sediment_core::clock::SharedClock,
     /// Slots for batches sent and not yet durable ([`MAX_IN_FLIGHT_BATCHES`]).
     pub in_flight: std::sync::Arc<Semaphore>,
+    /// One warning a minute about failed TLS handshakes.
+    pub handshake_warnings: sediment_core::throttle::Throttle,
 }
 
 impl Shared {
@@ -210,6 +216,7 @@ impl Shared {
             counters: Counters::new(&cx.metrics),
             clock: cx.clock.clone(),
             in_flight: std::sync::Arc::new(Semaphore::new(MAX_IN_FLIGHT_BATCHES)),
+            handshake_warnings: sediment_core::throttle::Throttle::per_minute(),
         }
     }
 }

@@ -4,10 +4,18 @@
 //! parses what it read (bounded work per read: at most [`READ_BUFFER`] bytes), and
 //! sends its batch with [`Pending::send`], which waits for room: the socket is not
 //! read meanwhile, so a slow pipeline slows the sender through TCP flow control.
+//!
+//! A connection holds one of `connection_limit` slots from accept to close. It is
+//! closed after `idle_timeout` without a byte (time spent waiting for the pipeline
+//! does not count). A TLS handshake runs in the connection's task, within
+//! [`TLS_HANDSHAKE_TIMEOUT`]; when every slot is taken, the next connection
+//! closes the oldest handshake in progress ([`Handshakes`]) instead of waiting
+//! for a slot, so connections that never handshake cannot hold up real clients.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -90,18 +98,20 @@ impl Source for TcpSource {
             shared,
         } = *self;
         let permits = Arc::new(Semaphore::new(shared.settings.connection_limit));
+        let handshakes = Arc::new(Handshakes::default());
         let mut connections = JoinSet::new();
         loop {
+            // Reaped here rather than in the `select!`: `accept` may hold an accepted
+            // connection while it waits for a slot, and must not be dropped then.
+            while let Some(done) = connections.try_join_next() {
+                if let Err(e) = done {
+                    tracing::error!(source = %shared.id, error = %e, "a syslog connection task failed");
+                }
+            }
             let accepted = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                Some(done) = connections.join_next(), if !connections.is_empty() => {
-                    if let Err(e) = done {
-                        tracing::error!(source = %shared.id, error = %e, "a syslog connection task failed");
-                    }
-                    continue;
-                }
-                accepted = accept(&listener, &permits) => accepted,
+                accepted = accept(&listener, &permits, &handshakes, &shared) => accepted,
             };
             let (stream, peer, permit) = match accepted {
                 Ok(a) => a,
@@ -122,15 +132,12 @@ impl Source for TcpSource {
                     tracing::debug!(source = %shared.id, peer = %peer, error = %e, "cannot enable TCP keepalive");
                 }
             }
-            let (shared, out, shutdown, acceptor) = (
-                shared.clone(),
-                out.clone(),
-                shutdown.clone(),
-                acceptor.clone(),
-            );
+            // Registered here, before the next accept looks for one to close.
+            let handshake = acceptor.clone().map(|a| (a, handshakes.begin()));
+            let (shared, out, shutdown) = (shared.clone(), out.clone(), shutdown.clone());
             connections.spawn(async move {
                 let _permit = permit;
-                connection(stream, peer, acceptor, &shared, &out, &shutdown).await;
+                connection(stream, peer, handshake, &shared, &out, &shutdown).await;
             });
         }
         // Stop accepting; every connection flushes its batch and ends.
@@ -144,45 +151,103 @@ impl Source for TcpSource {
     }
 }
 
+/// Waits for a slot and accepts a connection. With every slot taken and a TLS
+/// handshake in progress, accepts at once and closes the oldest handshake to
+/// free its slot.
 async fn accept(
     listener: &TcpListener,
     permits: &Arc<Semaphore>,
+    handshakes: &Handshakes,
+    shared: &Shared,
 ) -> io::Result<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
-    let permit = permits
-        .clone()
-        .acquire_owned()
-        .await
-        .expect("the connection semaphore is never closed");
+    let acquire = || async {
+        permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the connection semaphore is never closed")
+    };
+    if permits.available_permits() == 0 && handshakes.in_progress() {
+        let (stream, peer) = listener.accept().await?;
+        if let Ok(permit) = permits.clone().try_acquire_owned() {
+            return Ok((stream, peer, permit));
+        }
+        if handshakes.close_oldest() {
+            shared.counters.connection_limit.inc();
+            tracing::debug!(source = %shared.id, peer = %peer, "every connection slot taken: closed the oldest TLS handshake in progress");
+        }
+        return Ok((stream, peer, acquire().await));
+    }
+    let permit = acquire().await;
     let (stream, peer) = listener.accept().await?;
     Ok((stream, peer, permit))
+}
+
+/// TLS handshakes in progress, oldest first, each with the token that closes it.
+#[derive(Debug, Default)]
+struct Handshakes(Mutex<(u64, BTreeMap<u64, CancellationToken>)>);
+
+impl Handshakes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, BTreeMap<u64, CancellationToken>)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a handshake; it is over when the guard drops.
+    fn begin(self: &Arc<Self>) -> (HandshakeGuard, CancellationToken) {
+        let mut g = self.lock();
+        let key = g.0;
+        g.0 += 1;
+        let token = CancellationToken::new();
+        g.1.insert(key, token.clone());
+        (HandshakeGuard(self.clone(), key), token)
+    }
+
+    fn in_progress(&self) -> bool {
+        !self.lock().1.is_empty()
+    }
+
+    /// Closes the oldest handshake in progress; false when there is none.
+    fn close_oldest(&self) -> bool {
+        let oldest = self.lock().1.pop_first();
+        oldest.map(|(_, token)| token.cancel()).is_some()
+    }
+}
+
+/// A handshake in progress; leaves [`Handshakes`] on drop.
+struct HandshakeGuard(Arc<Handshakes>, u64);
+
+impl Drop for HandshakeGuard {
+    fn drop(&mut self) {
+        self.0.lock().1.remove(&self.1);
+    }
 }
 
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    acceptor: Option<TlsAcceptor>,
+    tls: Option<(TlsAcceptor, (HandshakeGuard, CancellationToken))>,
     shared: &Shared,
     out: &Output,
     shutdown: &CancellationToken,
 ) {
     let origin = Origin::of(peer);
-    let Some(acceptor) = acceptor else {
+    let Some((acceptor, (guard, closed))) = tls else {
         return read_messages(stream, &origin, shared, out, shutdown).await;
     };
     let handshake = tokio::select! {
         _ = shutdown.cancelled() => return,
+        _ = closed.cancelled() => return,
         h = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => h,
     };
-    match handshake {
-        Ok(Ok(tls)) => read_messages(tls, &origin, shared, out, shutdown).await,
-        Ok(Err(e)) => {
-            shared.counters.tls_handshake.inc();
-            tracing::warn!(source = %shared.id, peer = %peer, error = %e, "TLS handshake failed");
-        }
-        Err(_) => {
-            shared.counters.tls_handshake.inc();
-            tracing::warn!(source = %shared.id, peer = %peer, timeout = ?TLS_HANDSHAKE_TIMEOUT, "TLS handshake timed out");
-        }
+    drop(guard);
+    let failure = match handshake {
+        Ok(Ok(tls)) => return read_messages(tls, &origin, shared, out, shutdown).await,
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no handshake within {TLS_HANDSHAKE_TIMEOUT:?}"),
+    };
+    shared.counters.tls_handshake.inc();
+    if let Some(n) = shared.handshake_warnings.hit() {
+        tracing::warn!(source = %shared.id, peer = %peer, error = %failure, failures = n, "TLS handshakes failed (failures: how many since the last such line)");
     }
 }
 
@@ -198,6 +263,9 @@ async fn read_messages<S: AsyncRead + Unpin>(
     let mut framer = Framer::new(shared.settings.max_message_size);
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut pending = Pending::default();
+    let idle_timeout = shared.settings.idle_timeout;
+    // Restarted after every read and every wait for the pipeline.
+    let mut idle = tokio::time::Instant::now() + idle_timeout;
     loop {
         if buf.capacity() - buf.len() < READ_BUFFER / 4 {
             buf.reserve(READ_BUFFER);
@@ -210,7 +278,12 @@ async fn read_messages<S: AsyncRead + Unpin>(
                 if pending.send(out, shared).await.is_err() {
                     return;
                 }
+                idle = tokio::time::Instant::now() + idle_timeout;
                 continue;
+            }
+            _ = tokio::time::sleep_until(idle) => {
+                tracing::debug!(source = %shared.id, peer = %origin.remote_addr, timeout = ?idle_timeout, "connection closed: nothing received within idle_timeout");
+                None
             }
             r = stream.read_buf(&mut buf) => Some(r),
         };
@@ -239,6 +312,7 @@ async fn read_messages<S: AsyncRead + Unpin>(
         if end {
             break;
         }
+        idle = tokio::time::Instant::now() + idle_timeout;
     }
     let _ = pending.send(out, shared).await;
 }

@@ -115,6 +115,23 @@ fn config_errors_name_the_yaml_path() {
     );
 }
 
+#[test]
+fn idle_timeout_defaults_to_5m_and_applies_to_streams_only() {
+    assert_eq!(options("mode: tcp").unwrap().idle_timeout, DEFAULT_IDLE_TIMEOUT);
+    assert_eq!(
+        options("mode: tcp\nidle_timeout: 30s").unwrap().idle_timeout,
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        options("mode: udp\nidle_timeout: 30s").unwrap_err(),
+        ["sources.syslog_in.idle_timeout: applies to tcp and tls modes only"]
+    );
+    assert_eq!(
+        options("mode: tcp\nidle_timeout: 0s").unwrap_err(),
+        ["sources.syslog_in.idle_timeout: must be at least 1ms"]
+    );
+}
+
 /// A started source and the receiving end of its output.
 struct Running {
     address: std::net::SocketAddr,
