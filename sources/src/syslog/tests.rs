@@ -117,9 +117,14 @@ fn config_errors_name_the_yaml_path() {
 
 #[test]
 fn idle_timeout_defaults_to_5m_and_applies_to_streams_only() {
-    assert_eq!(options("mode: tcp").unwrap().idle_timeout, DEFAULT_IDLE_TIMEOUT);
     assert_eq!(
-        options("mode: tcp\nidle_timeout: 30s").unwrap().idle_timeout,
+        options("mode: tcp").unwrap().idle_timeout,
+        DEFAULT_IDLE_TIMEOUT
+    );
+    assert_eq!(
+        options("mode: tcp\nidle_timeout: 30s")
+            .unwrap()
+            .idle_timeout,
         Duration::from_secs(30)
     );
     assert_eq!(
