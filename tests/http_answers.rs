@@ -122,6 +122,34 @@ fn early_answers_say_connection_close_and_a_200_keeps_the_connection() {
     s.stop();
 }
 
+/// A client still sending a large body when it is refused gets the answer, not
+/// a reset: sediment drains what it sends after answering (lingering close).
+#[test]
+fn a_client_still_sending_its_body_reads_the_early_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let body = vec![b'a'; 4 << 20];
+    for attempt in 0..5 {
+        for auth in [TOKEN, "Authorization: Bearer wrong"] {
+            let mut c = connect(s.http_port, Duration::from_secs(10));
+            let mut writer = c.try_clone().unwrap();
+            let (head, body) = (ndjson_head(body.len(), &[auth]), body.clone());
+            let sending = std::thread::spawn(move || {
+                writer.write_all(head.as_bytes())?;
+                writer.write_all(&body)
+            });
+            let r = read_response(&mut c)
+                .unwrap_or_else(|e| panic!("attempt {attempt}, {auth}: no answer: {e}"));
+            assert!(matches!(r.status, 413 | 401), "{}", r.body);
+            assert!(says_close(&r));
+            // The whole body went out: sediment read it rather than reset the connection.
+            sending.join().unwrap().unwrap();
+            assert!(closed_within(&mut c, Duration::from_secs(5)));
+        }
+    }
+    s.stop();
+}
+
 #[test]
 fn framework_errors_have_one_sentence_json_bodies() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,11 +16,19 @@
 //! A deadline that passes fails the pending read with `TimedOut`, and hyper
 //! closes the connection. hyper always reads while it waits for a head, so the
 //! timer is polled exactly when it matters.
+//!
+//! **Lingering close.** A connection answered before its request body was read
+//! ([`Activity::linger`]) is not simply closed: the client may still be sending
+//! that body, and closing a socket with unread data makes the kernel send a
+//! reset, which can destroy the answer before the client reads it. So the
+//! shutdown sends FIN after the answer, then reads and discards what the client
+//! still sends until it closes its end, for at most [`LINGER`] (as nginx's
+//! `lingering_close` does).
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -41,6 +49,8 @@ pub struct Activity {
     idle_since_ms: AtomicU64,
     /// Which timeout closed the connection, if one did.
     timed_out: AtomicU8,
+    /// Answered before its request body was read: drain before closing.
+    linger: AtomicBool,
     /// The reader waiting on the connection: woken when a request ends, since
     /// its idle deadline starts then (hyper may not read again by itself).
     reader: AtomicWaker,
@@ -64,6 +74,7 @@ impl Activity {
             served: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(epoch.elapsed().as_millis() as u64),
             timed_out: AtomicU8::new(0),
+            linger: AtomicBool::new(false),
             reader: AtomicWaker::new(),
             epoch,
         }
@@ -84,6 +95,12 @@ impl Activity {
     /// Since when (ms after the epoch) the connection has had nothing to do.
     pub fn idle_since_ms(&self) -> u64 {
         self.idle_since_ms.load(Ordering::Acquire)
+    }
+
+    /// The connection was answered before its request body was read: its close
+    /// lingers (see the module docs).
+    pub fn linger(&self) {
+        self.linger.store(true, Ordering::Release);
     }
 
     /// Which timeout closed the connection, if one did.
@@ -109,6 +126,9 @@ impl Drop for Busy {
     }
 }
 
+/// Longest a connection answered early keeps reading what its client sends.
+pub const LINGER: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Head,
@@ -126,6 +146,8 @@ pub struct Deadline<S> {
     /// `served` when the phase was last worked out.
     seen: u64,
     sleep: Pin<Box<Sleep>>,
+    /// Lingering: the write half is shut, the rest is being drained.
+    lingering: bool,
 }
 
 impl<S> Deadline<S> {
@@ -145,6 +167,7 @@ impl<S> Deadline<S> {
             phase: Phase::Head,
             seen: 0,
             sleep: Box::pin(tokio::time::sleep_until(accepted + header_timeout)),
+            lingering: false,
         }
     }
 
@@ -199,7 +222,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Deadline<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Deadline<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Deadline<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -225,7 +248,38 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deadline<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        let this = &mut *self;
+        if !this.lingering {
+            std::task::ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;
+            if !this.activity.linger.load(Ordering::Acquire) {
+                return Poll::Ready(Ok(()));
+            }
+            this.lingering = true;
+            this.sleep.as_mut().reset(Instant::now() + LINGER);
+        }
+        // At most 16 reads per poll, so a client that keeps sending cannot hold
+        // the worker; the deadline bounds the whole drain.
+        let mut scratch = [0u8; 8192];
+        let mut more = false;
+        for _ in 0..16 {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => more = true,
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    more = false;
+                    break;
+                }
+            }
+        }
+        if more {
+            cx.waker().wake_by_ref();
+        }
+        match this.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

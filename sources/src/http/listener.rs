@@ -19,6 +19,8 @@
 //! - **TLS**: the handshake runs in the connection's own task, within the
 //!   connection's head deadline, so slow handshakes never hold up accepting.
 //!   Failures are counted in `errors_total{error_type="tls_handshake"}`.
+//! - **Early answers** (before the body was read) say `Connection: close`, and
+//!   the close lingers: see [`super::deadline`].
 //! - **Shutdown**: the listener closes; idle connections close at once, requests
 //!   in progress finish and get their answers.
 //!
@@ -325,9 +327,9 @@ async fn serve_http<S>(
         let (ctx, activity) = (ctx.clone(), activity.clone());
         hyper::service::service_fn(move |request: Request<Incoming>| {
             let busy = activity.begin();
-            let ctx = ctx.clone();
+            let (ctx, activity) = (ctx.clone(), activity.clone());
             async move {
-                let response = ctx.respond(request, peer).await;
+                let response = ctx.respond(request, peer, &activity).await;
                 drop(busy);
                 Ok::<_, Infallible>(response)
             }
@@ -366,9 +368,15 @@ impl Ctx {
     /// when it was given before the request body was read to its end (a `401`,
     /// `413` or `503` answered early): that connection cannot carry another
     /// request, and saying so spares keep-alive clients a reset.
-    async fn respond(&self, request: Request<Incoming>, peer: SocketAddr) -> Response {
+    async fn respond(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        activity: &Activity,
+    ) -> Response {
         if let Some(response) = respond::too_large_head(&request) {
             self.too_large_head.inc();
+            activity.linger();
             return response;
         }
         let (parts, body) = request.into_parts();
@@ -382,6 +390,7 @@ impl Ctx {
         let mut response = respond::json_rejection(response).await;
         if !respond::was_read(&read_all) {
             respond::close(&mut response);
+            activity.linger();
         }
         response
     }
