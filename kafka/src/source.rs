@@ -449,14 +449,16 @@ impl KafkaSource {
         true
     }
 
-    /// Commits what is committable and waits for the answer.
-    async fn commit_now(&self) {
+    /// Commits what is committable and waits for the answer; `false` when it failed.
+    async fn commit_now(&self) -> bool {
         let (tx, mut rx) = mpsc::unbounded_channel();
         if self.commit(&tx) {
             if let Some((tpl, result)) = rx.recv().await {
                 self.consumer.context().committed(&result, &tpl);
+                return result.is_ok();
             }
         }
+        true
     }
 
     /// A batch of `key` failed downstream: read again from `offset` under a new generation.
@@ -513,7 +515,15 @@ impl KafkaSource {
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
         }
-        self.commit_now().await;
+        // A commit refused while the group rebalances (another member leaving
+        // at the same time) is tried again, polling so the rebalance completes.
+        let last_try = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.commit_now().await && tokio::time::Instant::now() < last_try {
+            tokio::select! {
+                _ = self.consumer.recv() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
         self.consumer.unsubscribe();
         tracing::info!(source = %self.shape.source, "left the consumer group");
     }
