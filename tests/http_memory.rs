@@ -11,21 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{post, read_archive, Sediment, Setup};
+use common::{post, read_archive, Setup};
 
 /// The bound for the default config, in KiB.
 const RSS_BOUND_KIB: u64 = 200 * 1024;
-
-fn rss_kib(s: &Sediment) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", s.child.id())).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 /// Posts until the answer is not a 503; returns the final status and body.
 fn post_until_taken(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
@@ -237,7 +226,7 @@ fn sustained_overload_plateaus() {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(18) {
         std::thread::sleep(Duration::from_millis(500));
-        samples.push(rss_kib(&s));
+        samples.push(s.rss_kib());
     }
     stop.store(true, Ordering::Relaxed);
     let mut answers = HashMap::<u16, u64>::new();
