@@ -10,17 +10,22 @@
 //! rule needs therefore triggers one pass over the event's entries that
 //! finds them all and touches each value, so that the loads run side by side
 //! instead of one miss at a time as rules get to them.
+//!
+//! The event is anything that implements [`Fields`]: a `serde_json` map, or
+//! an accessor that finds the plan's top-level keys elsewhere (sediment's
+//! events keep their received JSON text and parse only the fields asked
+//! for). The one-pass scan above applies to maps; other accessors are asked
+//! key by key, once per key and event.
 
 use std::cell::RefCell;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::guard::Guard;
-use crate::keys::{
-    any_value, fingerprint, lookup, same_bytes, touch, FINGERPRINT_LEN, LINEAR_ENTRIES,
-};
+use crate::keys::{any_value, fingerprint, same_bytes, touch, FINGERPRINT_LEN, LINEAR_ENTRIES};
 use crate::plan::{Leaf, Node, Plan};
 use crate::text::{ascii_lowercase, Glob, NumText};
+use crate::Fields;
 
 /// Top-level keys found per event in one pass (keys past this are looked up
 /// each time they are needed).
@@ -37,7 +42,7 @@ const EQ_NONE: u32 = u32::MAX - 2;
 
 impl Plan {
     /// The index of the first rule that matches `event`.
-    pub(crate) fn first_match(&self, event: &Map<String, Value>) -> Option<usize> {
+    pub(crate) fn first_match<F: Fields + ?Sized>(&self, event: &F) -> Option<usize> {
         let run = |scratch: &mut Scratch| {
             scratch.start_event(self.leaves.len());
             let mut cx = Cx::new(self, event, scratch);
@@ -112,9 +117,9 @@ impl MessageText<'_> {
 }
 
 /// The state of one evaluation: what has been computed for this event.
-struct Cx<'p, 'e, 's> {
+struct Cx<'p, 'e, 's, F: ?Sized> {
     plan: &'p Plan,
-    event: &'e Map<String, Value>,
+    event: &'e F,
     scratch: &'s mut Scratch,
     /// Bit i set: `tops[i]` holds the lookup of `plan.keys[i]`.
     looked_up: u32,
@@ -129,8 +134,8 @@ struct Cx<'p, 'e, 's> {
     literals_ready: bool,
 }
 
-impl<'p, 'e, 's> Cx<'p, 'e, 's> {
-    fn new(plan: &'p Plan, event: &'e Map<String, Value>, scratch: &'s mut Scratch) -> Self {
+impl<'p, 'e, 's, F: Fields + ?Sized> Cx<'p, 'e, 's, F> {
+    fn new(plan: &'p Plan, event: &'e F, scratch: &'s mut Scratch) -> Self {
         Cx {
             plan,
             event,
@@ -230,10 +235,10 @@ impl<'p, 'e, 's> Cx<'p, 'e, 's> {
             self.scan();
         }
         if key >= CACHED_KEYS {
-            return lookup(self.event, &self.plan.keys[key]);
+            return self.event.field(&self.plan.keys[key]);
         }
         if self.looked_up & (1 << key) == 0 {
-            self.tops[key] = lookup(self.event, &self.plan.keys[key]);
+            self.tops[key] = self.event.field(&self.plan.keys[key]);
             self.looked_up |= 1 << key;
         }
         self.tops[key]
@@ -291,11 +296,14 @@ impl<'p, 'e, 's> Cx<'p, 'e, 's> {
     /// Finds all the plan's keys in one pass over a small event.
     fn scan(&mut self) {
         self.scanned = true;
-        if self.event.len() > LINEAR_ENTRIES || self.plan.keys.len() < SCAN_KEYS {
+        let Some(event) = self.event.as_map() else {
+            return;
+        };
+        if event.len() > LINEAR_ENTRIES || self.plan.keys.len() < SCAN_KEYS {
             return;
         }
         let by_len = &self.plan.keys_by_len;
-        for (name, value) in self.event {
+        for (name, value) in event {
             let Some(ids) = by_len.get(name.len()).filter(|ids| !ids.is_empty()) else {
                 continue;
             };

@@ -37,6 +37,9 @@
 //!   wildcard matching, required literals of regexes, the text of JSON
 //!   scalars.
 //! - `ruleset` is [`RuleSet`], several named queries in one plan.
+//! - [`Fields`] is what an event must offer: its top-level values by key.
+//!   Matching is generic over it, with `serde_json::Map` as the reference
+//!   implementation.
 //! - `error` is [`ParseError`].
 //!
 //! Decisions worth knowing before changing anything: a [`Query`] keeps its
@@ -171,6 +174,44 @@ use serde_json::{Map, Value};
 pub use error::ParseError;
 pub use ruleset::RuleSet;
 
+/// Read access to the top-level fields of an event, as matching needs it.
+///
+/// Matching asks for each top-level key it needs at most once per event
+/// and walks nested paths in the returned value itself. A
+/// `serde_json::Map` is the reference implementation; an accessor over
+/// another representation (raw JSON text, say) must answer exactly what
+/// the map parsed from that representation would answer.
+pub trait Fields {
+    /// The value of the top-level field `key`, if present.
+    fn field(&self, key: &str) -> Option<&Value>;
+
+    /// The event as a map, when it is one: lets matching find all the keys
+    /// it needs in one pass over the entries.
+    fn as_map(&self) -> Option<&Map<String, Value>> {
+        None
+    }
+}
+
+impl<T: Fields + ?Sized> Fields for &T {
+    fn field(&self, key: &str) -> Option<&Value> {
+        (**self).field(key)
+    }
+
+    fn as_map(&self) -> Option<&Map<String, Value>> {
+        (**self).as_map()
+    }
+}
+
+impl Fields for Map<String, Value> {
+    fn field(&self, key: &str) -> Option<&Value> {
+        keys::lookup(self, key)
+    }
+
+    fn as_map(&self) -> Option<&Map<String, Value>> {
+        Some(self)
+    }
+}
+
 /// A compiled query: immutable, cheap to clone, shareable across threads.
 ///
 /// Two queries are equal when they parse to the same syntax tree, which is
@@ -187,9 +228,18 @@ impl Query {
         parser::parse(text).map(Query::from_ast)
     }
 
-    /// Whether `event` matches. Allocates nothing.
-    pub fn matches(&self, event: &Map<String, Value>) -> bool {
+    /// Whether `event` matches. Allocates nothing (for a map; other
+    /// [`Fields`] accessors allocate what they choose to).
+    pub fn matches<F: Fields + ?Sized>(&self, event: &F) -> bool {
         self.plan.first_match(event).is_some()
+    }
+
+    /// The distinct top-level keys this query may look at (the first
+    /// segments of its field paths, and `message` and `line` when it
+    /// searches the message text): a [`Fields`] accessor need not find
+    /// any other.
+    pub fn top_level_keys(&self) -> &[String] {
+        &self.plan.keys
     }
 
     fn from_ast(ast: ast::Expr) -> Query {

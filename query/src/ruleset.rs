@@ -1,10 +1,8 @@
 //! Several named queries compiled together, for callers that test every
 //! event against a list of rules (the `exclude` transform).
 
-use serde_json::{Map, Value};
-
 use crate::plan::Plan;
-use crate::Query;
+use crate::{Fields, Query};
 
 /// Named queries compiled into one plan, tried in order.
 ///
@@ -29,8 +27,14 @@ impl RuleSet {
     }
 
     /// The index of the first rule, in order, that matches `event`.
-    pub fn first_match(&self, event: &Map<String, Value>) -> Option<usize> {
+    pub fn first_match<F: Fields + ?Sized>(&self, event: &F) -> Option<usize> {
         self.plan.first_match(event)
+    }
+
+    /// The distinct top-level keys the rules may look at (see
+    /// [`Query::top_level_keys`]).
+    pub fn top_level_keys(&self) -> &[String] {
+        &self.plan.keys
     }
 
     /// The name of the rule at `index` (as returned by

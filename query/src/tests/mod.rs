@@ -11,7 +11,17 @@ mod syntax;
 
 use serde_json::{Map, Value};
 
-use crate::{Query, RuleSet};
+use crate::{Fields, Query, RuleSet};
+
+/// A [`Fields`] accessor that answers key by key, as one over raw JSON text
+/// does: matching through it must agree with matching the map.
+struct KeyByKey<'a>(&'a Map<String, Value>);
+
+impl Fields for KeyByKey<'_> {
+    fn field(&self, key: &str) -> Option<&Value> {
+        self.0.get(key)
+    }
+}
 
 /// The object inside a `json!` value.
 fn event(value: Value) -> Map<String, Value> {
@@ -42,6 +52,11 @@ fn hit(text: &str, value: Value) -> bool {
         set.first_match(&event).is_some(),
         fast,
         "{text:?}: RuleSet disagrees"
+    );
+    assert_eq!(
+        q.matches(&KeyByKey(&event)),
+        fast,
+        "{text:?}: a key-by-key accessor disagrees"
     );
     fast
 }
