@@ -117,10 +117,14 @@ fn estimated_event_bytes(event: &Event) -> usize {
             _ => 8,
         }
     }
-    event
-        .fields
-        .iter()
-        .map(|(k, v)| k.len() + 4 + value(v))
-        .sum::<usize>()
-        + 2
+    match (event.as_map(), event.approximate_json_len()) {
+        (Some(fields), _) => {
+            fields
+                .iter()
+                .map(|(k, v)| k.len() + 4 + value(v))
+                .sum::<usize>()
+                + 2
+        }
+        (None, len) => len.unwrap_or(0),
+    }
 }

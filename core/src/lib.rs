@@ -45,5 +45,7 @@ pub mod topology;
 
 pub use ack::{Ack, AckWaiter, Outcome};
 pub use batch::{Batch, Group, GroupPart};
+/// The shared buffer type events keep their text in (see [`event`]).
+pub use bytes::Bytes;
 pub use event::{Event, Partition};
 pub use output::Output;

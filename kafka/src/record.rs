@@ -177,13 +177,14 @@ mod tests {
             &shape,
             &mut Replaced::default(),
         );
-        assert_eq!(a.fields["_id"], b.fields["_id"]);
+        assert_eq!(a.fields()["_id"], b.fields()["_id"]);
         assert_eq!(
-            a.fields["_ts"], "2025-11-22T09:00:00.123Z",
+            a.fields()["_ts"],
+            "2025-11-22T09:00:00.123Z",
             "the record's timestamp, not the wall clock"
         );
         assert_eq!(
-            a.fields["_meta"]["kafka"],
+            a.fields()["_meta"]["kafka"],
             json!({"topic": "logs", "partition": 3, "offset": 42, "key": "k1", "headers": {"trace": "abc"}})
         );
         assert_eq!(a.position.as_ref().unwrap().offset, 42);
@@ -194,8 +195,8 @@ mod tests {
             &shape,
             &mut Replaced::default(),
         );
-        assert_ne!(a.fields["_id"], other.fields["_id"]);
-        let id = uuid::Uuid::parse_str(a.fields["_id"].as_str().unwrap()).unwrap();
+        assert_ne!(a.fields()["_id"], other.fields()["_id"]);
+        let id = uuid::Uuid::parse_str(a.fields()["_id"].as_str().unwrap()).unwrap();
         assert_eq!(id.get_version_num(), 7);
         let plain = to_event(
             record(44, "not json"),
@@ -204,6 +205,6 @@ mod tests {
             &shape,
             &mut Replaced::default(),
         );
-        assert_eq!(plain.fields["message"], "not json");
+        assert_eq!(plain.fields()["message"], "not json");
     }
 }

@@ -371,10 +371,5 @@ fn restored_event(
     if !fields.get(META_FIELD).is_some_and(Value::is_object) {
         fields.insert(META_FIELD.into(), meta.clone());
     }
-    Event {
-        fields,
-        time_ms,
-        partition: None,
-        position: None,
-    }
+    Event::from_map(fields, time_ms)
 }

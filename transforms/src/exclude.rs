@@ -3,14 +3,21 @@
 //! Rules are queries in sediment's query language (see `docs/queries.md`), compiled
 //! once into one [`RuleSet`]. Each dropped event is counted once, under the first
 //! rule that matched, in `sediment_component_discarded_events_total{reason="excluded",rule}`.
+//!
+//! An event kept as JSON text (see `sediment_core::event`) is matched without
+//! building its map: its line is written into a scratch buffer, and only the
+//! top-level values the rules look at ([`RuleSet::top_level_keys`]) are
+//! parsed from it, into values reused from event to event.
 
 use sediment_core::component::{
     BuildContext, ComponentKind, Factory, ParseContext, Transform, Validated, ValidatedTransform,
 };
 use sediment_core::config::{parse_typed, ConfigError};
+use sediment_core::event::{key_is, scan};
 use sediment_core::Event;
-use sediment_query::{Query, RuleSet};
+use sediment_query::{Fields, Query, RuleSet};
 use serde::Deserialize;
+use serde_json::Value;
 
 /// `type: exclude` options.
 #[derive(Debug, Deserialize)]
@@ -96,10 +103,13 @@ impl ValidatedTransform for ValidatedExclude {
             .iter()
             .map(|(name, _)| cx.metrics.discarded("excluded", name))
             .collect();
+        let rules = RuleSet::new(self.rules);
+        let lookup = Lookup::new(rules.top_level_keys().len());
         Box::new(Exclude {
-            rules: RuleSet::new(self.rules),
+            rules,
             counters,
             counts: Vec::new(),
+            lookup,
         })
     }
 }
@@ -110,24 +120,190 @@ pub struct Exclude {
     counters: Vec<prometheus::IntCounter>,
     /// Per-rule drops of the current batch (kept to avoid an allocation per batch).
     counts: Vec<u64>,
+    /// Scratch for events kept as text.
+    lookup: Lookup,
+}
+
+/// The rules' top-level values of one event kept as text, parsed from its
+/// line; the buffers are reused from event to event.
+struct Lookup {
+    line: Vec<u8>,
+    /// By index in [`RuleSet::top_level_keys`].
+    values: Vec<Value>,
+    present: Vec<bool>,
+}
+
+impl Lookup {
+    fn new(keys: usize) -> Lookup {
+        Lookup {
+            line: Vec::new(),
+            values: vec![Value::Null; keys],
+            present: vec![false; keys],
+        }
+    }
+
+    /// Parses the values of `keys` out of `event`'s line.
+    fn fill(&mut self, event: &Event, keys: &[String]) {
+        self.line.clear();
+        event.write_json(&mut self.line);
+        self.present.fill(false);
+        for (key, value) in scan::members(&self.line) {
+            let Some(i) = keys.iter().position(|k| key_is(key, k)) else {
+                continue;
+            };
+            self.present[i] = true;
+            let slot = &mut self.values[i];
+            match (value.first(), &mut *slot) {
+                (Some(b'"'), Value::String(s)) if !value.contains(&b'\\') => {
+                    // Valid UTF-8: the line is.
+                    s.clear();
+                    s.push_str(std::str::from_utf8(&value[1..value.len() - 1]).unwrap_or(""));
+                }
+                _ => *slot = serde_json::from_slice(value).unwrap_or(Value::Null),
+            }
+        }
+    }
+}
+
+/// [`Fields`] over a filled [`Lookup`].
+struct Found<'a> {
+    keys: &'a [String],
+    lookup: &'a Lookup,
+}
+
+impl Fields for Found<'_> {
+    fn field(&self, key: &str) -> Option<&Value> {
+        let i = self
+            .keys
+            .iter()
+            .position(|k| std::ptr::eq(k.as_str(), key))
+            .or_else(|| self.keys.iter().position(|k| k == key))?;
+        self.lookup.present[i].then(|| &self.lookup.values[i])
+    }
 }
 
 impl Transform for Exclude {
     fn transform(&mut self, events: &mut Vec<Event>) {
         self.counts.clear();
         self.counts.resize(self.counters.len(), 0);
-        let (rules, counts) = (&self.rules, &mut self.counts);
-        events.retain(|event| match rules.first_match(&event.fields) {
-            Some(rule) => {
-                counts[rule] += 1;
-                false
+        let (rules, counts, lookup) = (&self.rules, &mut self.counts, &mut self.lookup);
+        let keys = rules.top_level_keys();
+        events.retain(|event| {
+            let rule = match event.as_map() {
+                Some(map) => rules.first_match(map),
+                None => {
+                    lookup.fill(event, keys);
+                    rules.first_match(&Found { keys, lookup })
+                }
+            };
+            match rule {
+                Some(rule) => {
+                    counts[rule] += 1;
+                    false
+                }
+                None => true,
             }
-            None => true,
         });
         for (counter, n) in self.counters.iter().zip(&self.counts) {
             if *n > 0 {
                 counter.inc_by(*n);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sediment_core::event::{Replaced, Scanner, Stamp};
+    use sediment_core::Bytes;
+    use serde_json::json;
+
+    /// The benchmark's rules (scripts/bench, EXCLUDE=1).
+    const RULES: [&str; 10] = [
+        r#"app:healthcheck OR "GET /health""#,
+        "level:debug AND app:spark",
+        r#"app:openssh AND "connection closed by""#,
+        r#"app:zookeeper AND level:info AND "NIOServerCnxn""#,
+        "user_agent:*bot*",
+        "status:>=500",
+        "app:hdfs AND /.*blk_-?[0-9]+ terminating.*/",
+        "app:android AND (WifiService OR WifiStateMachine)",
+        "app:(healthapp OR probe)",
+        "_exists_:kubernetes.namespace AND NOT kubernetes.namespace:prod",
+    ];
+
+    fn exclude() -> Exclude {
+        let rules = RuleSet::new(
+            RULES
+                .iter()
+                .enumerate()
+                .map(|(i, q)| (i.to_string(), Query::parse(q).unwrap()))
+                .collect(),
+        );
+        Exclude {
+            lookup: Lookup::new(rules.top_level_keys().len()),
+            counters: (0..rules.len())
+                .map(|i| prometheus::IntCounter::new(format!("c{i}"), "test").unwrap())
+                .collect(),
+            rules,
+            counts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn events_kept_as_text_are_matched_as_their_maps_are() {
+        let texts = [
+            r#"{"app":"healthcheck","message":"x"}"#,
+            r#"{"app":"web","message":"GET /health 200"}"#,
+            r#"{"app":"spark","level":"DEBUG","message":"m"}"#,
+            r#"{"app":"spark","level":"info","message":"m"}"#,
+            r#"{"app":"openssh","message":"Connection closed by 1.2.3.4"}"#,
+            r#"{"app":"zookeeper","level":"INFO","message":"NIOServerCnxn: x"}"#,
+            r#"{"user_agent":"Googlebot/2.1","message":"m"}"#,
+            r#"{"status":503,"message":"m"}"#,
+            r#"{"status":"404","message":"m"}"#,
+            r#"{"app":"hdfs","message":"blk_-42 terminating now"}"#,
+            r#"{"app":"android","message":"WifiStateMachine: up"}"#,
+            r#"{"app":"probe","message":"m"}"#,
+            r#"{"kubernetes":{"namespace":"dev"},"message":"m"}"#,
+            r#"{"kubernetes":{"namespace":"prod"},"message":"m"}"#,
+            r#"{"message":"nothing to see","level":"warn","app":"x\"y"}"#,
+            r#"{"line":"GET /health","app":["a","healthapp"]}"#,
+        ];
+        let meta = json!({"source": "in"});
+        let meta_text = Bytes::from(serde_json::to_vec(&meta).unwrap());
+        let stamp = Stamp {
+            timestamp_fields: &[],
+            now_ms: 1_764_000_000_000,
+            meta: &meta,
+            trust_meta: false,
+        };
+        let mut scanner = Scanner::default();
+        let mut as_text = Vec::new();
+        let mut as_maps = Vec::new();
+        for text in texts {
+            let e = Event::stamp_json(
+                Bytes::from(text),
+                &stamp,
+                &meta_text,
+                &mut scanner,
+                &mut Replaced::default(),
+            )
+            .unwrap_or_else(|| panic!("{text} is canonical"));
+            as_maps.push(Event::from_map(e.fields().into_owned(), e.time_ms));
+            as_text.push(e);
+        }
+        let mut x = exclude();
+        x.transform(&mut as_text);
+        x.transform(&mut as_maps);
+        let kept = |events: &[Event]| -> Vec<String> {
+            events
+                .iter()
+                .map(|e| e.fields()["_id"].to_string())
+                .collect()
+        };
+        assert_eq!(kept(&as_text), kept(&as_maps));
+        assert_eq!(as_text.len(), 4, "{:?}", kept(&as_text));
     }
 }

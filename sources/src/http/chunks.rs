@@ -14,15 +14,23 @@
 //! the number of lines.
 //!
 //! Both passes run on the blocking pool.
+//!
+//! An NDJSON line already in canonical form (see `sediment_core::event::scan`)
+//! becomes an event that keeps its text as a slice of the request's buffer
+//! (the body, or its decompressed text), shared by all the request's events:
+//! such an event costs its small header on top of the text the request holds
+//! anyway. Other objects are parsed into maps as before.
+
+use std::ops::Range;
 
 use bytes::Bytes;
-use sediment_core::event::{Replaced, Stamp};
+use sediment_core::event::{Replaced, Scanner, Stamp};
 use sediment_core::{Event, Partition};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::budget::{Reservation, Shortfall};
-use super::decode::{self, BodyError, Format};
+use super::decode::{self, BodyError, Format, Objects};
 
 /// Most events in one batch.
 pub const CHUNK_EVENTS: usize = 1000;
@@ -37,9 +45,60 @@ pub const CHUNKED_ALLOWANCE: u64 = (OUTSTANDING as u64 + 2) * CHUNK_BYTES;
 /// copied `_meta`, the `_id` and `_ts` strings.
 const EVENT_OVERHEAD: u64 = 1024;
 
-/// Estimated heap of one event.
+/// Estimated heap of one event: a map's tables and strings; for an event
+/// kept as text only its header (the text is the request's, reserved with it).
 pub fn heap_estimate(event: &Event) -> u64 {
-    EVENT_OVERHEAD + 2 * event.estimated_json_bytes() as u64
+    match event.as_map() {
+        Some(_) => EVENT_OVERHEAD + 2 * event.estimated_json_bytes() as u64,
+        None => std::mem::size_of::<Event>() as u64,
+    }
+}
+
+/// Stamps a body's objects into events and hands them to `sink`.
+struct Stamper<'r, F> {
+    /// The text being parsed, shared by the events kept as text.
+    text: Bytes,
+    stamp: Stamp<'r>,
+    /// `stamp.meta` as JSON text, shared by the events kept as text.
+    meta: Bytes,
+    scanner: Scanner,
+    replaced: &'r mut Replaced,
+    sink: F,
+}
+
+impl<'r, F: FnMut(Event) -> Result<(), BodyError>> Stamper<'r, F> {
+    fn new(text: Bytes, request: &'r Request, replaced: &'r mut Replaced, sink: F) -> Self {
+        Stamper {
+            text,
+            stamp: request.stamp(),
+            meta: Bytes::from(serde_json::to_vec(&request.meta).unwrap_or_default()),
+            scanner: Scanner::default(),
+            replaced,
+            sink,
+        }
+    }
+}
+
+impl<F: FnMut(Event) -> Result<(), BodyError>> Objects for Stamper<'_, F> {
+    fn object(&mut self, object: Map<String, Value>) -> Result<(), BodyError> {
+        let event = Event::stamp_with(object, &self.stamp, self.replaced);
+        (self.sink)(event)
+    }
+
+    fn line(&mut self, body: &[u8], range: Range<usize>) -> Result<bool, BodyError> {
+        debug_assert_eq!(body.len(), self.text.len(), "lines of the shared text");
+        let text = self.text.slice(range);
+        match Event::stamp_json(
+            text,
+            &self.stamp,
+            &self.meta,
+            &mut self.scanner,
+            self.replaced,
+        ) {
+            Some(event) => (self.sink)(event).map(|()| true),
+            None => Ok(false),
+        }
+    }
 }
 
 /// One request's body and how to stamp its events.
@@ -84,7 +143,7 @@ pub enum Prepared {
     /// Every event, in one batch.
     Whole(Vec<Event>, Replaced),
     /// Too many for one batch; validated, to be streamed by [`Chunker::run`].
-    Chunked(Chunker, Replaced),
+    Chunked(Box<Chunker>, Replaced),
 }
 
 /// The second pass over a validated body.
@@ -92,7 +151,7 @@ pub enum Prepared {
 pub struct Chunker {
     request: Request,
     /// The decompressed text, when the body was encoded.
-    inflated: Option<Vec<u8>>,
+    inflated: Option<Bytes>,
     /// Events the first pass counted.
     pub events: usize,
 }
@@ -128,8 +187,12 @@ struct Chunk {
 
 impl Chunk {
     fn new() -> Chunk {
+        Chunk::with_capacity(0)
+    }
+
+    fn with_capacity(events: usize) -> Chunk {
         Chunk {
-            events: Vec::new(),
+            events: Vec::with_capacity(events),
             cost: 0,
         }
     }
@@ -194,10 +257,11 @@ pub fn prepare(request: Request, reservation: &mut Reservation) -> Result<Prepar
             }
             (Err(e), _) => return Err(e),
             (Ok(std::borrow::Cow::Borrowed(_)), _) => None,
-            (Ok(std::borrow::Cow::Owned(v)), _) => Some(v),
+            (Ok(std::borrow::Cow::Owned(v)), _) => Some(Bytes::from(v)),
         }
     };
-    let text: &[u8] = inflated.as_deref().unwrap_or(&request.body);
+    let shared = inflated.clone().unwrap_or_else(|| request.body.clone());
+    let text: &[u8] = &shared;
     // Counting lines is cheap: a body of far too many lines is refused before
     // any of them is parsed.
     let line_based = match request.format {
@@ -205,20 +269,24 @@ pub fn prepare(request: Request, reservation: &mut Reservation) -> Result<Prepar
         Format::Sniff => text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'['),
         Format::Json | Format::Mezmo => false,
     };
-    if line_based && memchr::memchr_iter(b'\n', text).count() > request.max_events {
+    let lines = if line_based {
+        memchr::memchr_iter(b'\n', text).count()
+    } else {
+        0
+    };
+    if lines > request.max_events {
         return Err(too_many(request.max_events));
     }
-    let stamp = request.stamp();
     let mut replaced = Replaced::default();
     let mut hours = Hours {
         seen: Vec::new(),
         max: request.max_hours,
     };
-    let mut first = Some(Chunk::new());
+    // Room for every line (a last one without its newline grows it once).
+    let mut first = Some(Chunk::with_capacity(lines.min(CHUNK_EVENTS)));
     let mut events = 0usize;
     let mut held_for_events = 0u64;
-    decode::for_each_object(text, request.format, &mut |object| {
-        let event = Event::stamp_with(object, &stamp, &mut replaced);
+    let mut stamper = Stamper::new(shared.clone(), &request, &mut replaced, |event: Event| {
         hours.add(event.time_ms)?;
         events += 1;
         if events > request.max_events {
@@ -239,7 +307,10 @@ pub fn prepare(request: Request, reservation: &mut Reservation) -> Result<Prepar
             }
         }
         Ok(())
-    })?;
+    });
+    decode::for_each_object(text, request.format, &mut stamper)?;
+    drop(stamper);
+    drop(shared);
     match first {
         Some(chunk) => Ok(Prepared::Whole(chunk.events, replaced)),
         None => {
@@ -247,11 +318,11 @@ pub fn prepare(request: Request, reservation: &mut Reservation) -> Result<Prepar
                 request.body.len() as u64 + inflated.as_ref().map_or(0, |v| v.len() as u64);
             reservation.shrink_to(text_bytes);
             Ok(Prepared::Chunked(
-                Chunker {
+                Box::new(Chunker {
                     request,
                     inflated,
                     events,
-                },
+                }),
                 replaced,
             ))
         }
@@ -263,13 +334,14 @@ impl Chunker {
     /// the receiver is gone. The last chunk is marked, so that the request's group can complete.
     pub fn run(self, chunks: mpsc::Sender<(Vec<Event>, bool)>) {
         let request = &self.request;
-        let text: &[u8] = self.inflated.as_deref().unwrap_or(&request.body);
-        let stamp = request.stamp();
+        let shared = self
+            .inflated
+            .clone()
+            .unwrap_or_else(|| request.body.clone());
         // Counted in the first pass already.
         let mut replaced = Replaced::default();
         let mut chunk = Chunk::new();
-        let sent = decode::for_each_object(text, request.format, &mut |object| {
-            let event = Event::stamp_with(object, &stamp, &mut replaced);
+        let mut stamper = Stamper::new(shared.clone(), request, &mut replaced, |event: Event| {
             let cost = heap_estimate(&event);
             if !chunk.fits(cost) {
                 let full = std::mem::replace(&mut chunk, Chunk::new());
@@ -280,6 +352,8 @@ impl Chunker {
             chunk.push(event, cost);
             Ok(())
         });
+        let sent = decode::for_each_object(&shared, request.format, &mut stamper);
+        drop(stamper);
         if sent.is_ok() {
             let _ = chunks.blocking_send((chunk.events, true));
         }
@@ -336,7 +410,7 @@ mod tests {
         while let Some((chunk, last)) = rx.blocking_recv() {
             assert!(chunk.len() <= CHUNK_EVENTS);
             lasts.push(last);
-            seen.extend(chunk.into_iter().map(|e| e.fields["n"].as_u64().unwrap()));
+            seen.extend(chunk.into_iter().map(|e| e.fields()["n"].as_u64().unwrap()));
         }
         producer.join().unwrap();
         assert_eq!(seen, (0..n as u64).collect::<Vec<_>>());

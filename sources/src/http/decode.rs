@@ -134,7 +134,46 @@ pub fn decode<'a>(
 }
 
 /// Receives a body's objects one at a time; an error stops the parse.
-pub type Each<'a> = dyn FnMut(Map<String, Value>) -> Result<(), BodyError> + 'a;
+pub type Each<'a> = dyn Objects + 'a;
+
+/// What [`for_each_object`] hands a body's objects to.
+pub trait Objects {
+    /// One parsed object.
+    fn object(&mut self, object: Map<String, Value>) -> Result<(), BodyError>;
+
+    /// One NDJSON line that starts with `{`, as the byte range of `body`,
+    /// before it is parsed: `true` when the receiver took it as it is (as
+    /// JSON text in canonical form, see `sediment_core::event::scan`); then
+    /// it is not parsed. `false` parses it and hands it to
+    /// [`Objects::object`], with the errors of a malformed line.
+    fn line(&mut self, _body: &[u8], _range: std::ops::Range<usize>) -> Result<bool, BodyError> {
+        Ok(false)
+    }
+}
+
+impl<F: FnMut(Map<String, Value>) -> Result<(), BodyError>> Objects for F {
+    fn object(&mut self, object: Map<String, Value>) -> Result<(), BodyError> {
+        self(object)
+    }
+}
+
+/// Notes the parsed objects that may hold a rounded integer. Lines taken as
+/// text hold none: integers past 64 bits are not in canonical form.
+struct Checked<'a, 'b> {
+    each: &'a mut Each<'b>,
+    rounded: bool,
+}
+
+impl Objects for Checked<'_, '_> {
+    fn object(&mut self, o: Map<String, Value>) -> Result<(), BodyError> {
+        self.rounded = self.rounded || o.values().any(maybe_rounded);
+        self.each.object(o)
+    }
+
+    fn line(&mut self, body: &[u8], range: std::ops::Range<usize>) -> Result<bool, BodyError> {
+        self.each.line(body, range)
+    }
+}
 
 /// Parses a decoded body into JSON objects (not yet stamped), all at once
 /// (the unit tests and the `http_body` fuzz target).
@@ -154,12 +193,11 @@ pub fn parse(body: &[u8], format: Format) -> Result<Vec<Map<String, Value>>, Bod
 /// refuses the body, after every object was seen, so a caller that keeps
 /// nothing until the end stays all-or-nothing.
 pub fn for_each_object(body: &[u8], format: Format, each: &mut Each<'_>) -> Result<(), BodyError> {
-    let mut rounded = false;
+    let mut checked = Checked {
+        each,
+        rounded: false,
+    };
     {
-        let mut checked = |o: Map<String, Value>| {
-            rounded = rounded || o.values().any(maybe_rounded);
-            each(o)
-        };
         match format {
             Format::Ndjson => ndjson(body, &mut checked),
             Format::Json => json(body, &mut checked),
@@ -174,7 +212,7 @@ pub fn for_each_object(body: &[u8], format: Format, each: &mut Each<'_>) -> Resu
             },
         }?;
     }
-    if rounded {
+    if checked.rounded {
         if let Some(e) = inexact_integer(body) {
             return Err(e);
         }
@@ -185,7 +223,12 @@ pub fn for_each_object(body: &[u8], format: Format, each: &mut Each<'_>) -> Resu
 fn ndjson(body: &[u8], each: &mut Each<'_>) -> Result<(), BodyError> {
     for (index, line) in body.split(|b| *b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
+        if line.first() == Some(&b'{') {
+            let start = line.as_ptr() as usize - body.as_ptr() as usize;
+            if each.line(body, start..start + line.len())? {
+                continue;
+            }
+        } else if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         let value: Value = serde_json::from_slice(line).map_err(|e| {
@@ -195,7 +238,7 @@ fn ndjson(body: &[u8], each: &mut Each<'_>) -> Result<(), BodyError> {
                 json_reason(&e, false)
             ))
         })?;
-        each(to_object(value).map_err(|what| {
+        each.object(to_object(value).map_err(|what| {
             BodyError::Malformed(format!(
                 "line {}: expected a JSON object or string, found {what}",
                 index + 1
@@ -245,7 +288,7 @@ fn json_stream(body: &[u8], each: &mut Each<'_>) -> Result<(), BodyError> {
         let value = document.map_err(|e| {
             BodyError::Malformed(format!("invalid JSON: {}", json_reason(&e, true)))
         })?;
-        each(to_object(value).map_err(|what| {
+        each.object(to_object(value).map_err(|what| {
             BodyError::Malformed(format!(
                 "document {} of the body: expected a JSON object, array or string, found {what}",
                 i + 1
@@ -278,7 +321,7 @@ fn text(body: &[u8], each: &mut Each<'_>) -> Result<(), BodyError> {
         })?;
         let mut event = Map::new();
         event.insert("message".into(), Value::String(text.to_owned()));
-        each(event)?;
+        each.object(event)?;
     }
     Ok(())
 }
@@ -329,7 +372,7 @@ impl Elements<'_, '_> {
                 ))
             })?
         };
-        (self.each)(object)
+        self.each.object(object)
     }
 }
 

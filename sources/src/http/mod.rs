@@ -1,6 +1,8 @@
 //! The `http` source: `POST` logs to `path` (NDJSON, JSON, text) or Mezmo-style
 //! to `/logs/ingest`; answers 200 only once every event is durable in every sink.
 
+#[cfg(test)]
+mod allocations;
 mod body;
 mod budget;
 mod chunks;

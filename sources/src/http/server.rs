@@ -349,7 +349,7 @@ async fn accept(
             }
             count_replaced(&shared.metrics, replaced);
             let count = chunker.events;
-            (count, send_chunked(shared, chunker).await)
+            (count, send_chunked(shared, *chunker).await)
         }
         Err(e) => return refused_parse(shared, e),
     };

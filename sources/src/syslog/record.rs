@@ -260,7 +260,7 @@ mod tests {
     #[test]
     fn rfc5424_event_fields() {
         let built = build(br#"<165>1 2003-10-11T22:14:15.003Z web01 app 42 ID7 [a@1 x="1" x="2"][b@2 y="\]"] hi there"#).unwrap();
-        let f = &built.event.fields;
+        let f = &built.event.fields();
         assert!(!built.parse_error);
         assert_eq!(f["message"], "hi there");
         assert_eq!(
@@ -294,7 +294,7 @@ mod tests {
     #[test]
     fn unparsed_lines_are_kept_whole_with_the_reason() {
         let built = build(b"not syslog \xff at all\r\n").unwrap();
-        let f = &built.event.fields;
+        let f = &built.event.fields();
         assert!(built.parse_error);
         assert_eq!(f["message"], "not syslog \u{fffd} at all");
         assert_eq!(
@@ -317,11 +317,12 @@ mod tests {
         );
         let built = build(b"<13>1 2003-99-11T22:14:15Z h a - - - x").unwrap();
         assert_eq!(
-            built.event.fields["level"], "notice",
+            built.event.fields()["level"],
+            "notice",
             "a valid PRI is still used"
         );
         assert_eq!(
-            built.event.fields["message"],
+            built.event.fields()["message"],
             "<13>1 2003-99-11T22:14:15Z h a - - - x"
         );
     }
@@ -329,7 +330,7 @@ mod tests {
     #[test]
     fn rfc3164_event_fields() {
         let built = build(b"<38>Jun 15 11:59:00 web01 sshd[42]: Accepted key").unwrap();
-        let f = &built.event.fields;
+        let f = &built.event.fields();
         let keys: Vec<&str> = f.keys().map(String::as_str).collect();
         assert_eq!(
             keys,
@@ -350,6 +351,6 @@ mod tests {
     fn blank_messages_are_skipped_and_implausible_times_replaced() {
         assert!(build(b"\r\n").is_none());
         let built = build(b"<13>1 1970-01-01T00:00:01Z h a - - - boot").unwrap();
-        assert_eq!(built.event.fields["_ts"], "2024-06-15T12:00:00.000Z");
+        assert_eq!(built.event.fields()["_ts"], "2024-06-15T12:00:00.000Z");
     }
 }

@@ -186,7 +186,12 @@ impl Running {
         let collect = async {
             let mut events = Vec::new();
             while let Some(batch) = self.batches.recv().await {
-                events.extend(batch.events.into_iter().map(|e| Value::Object(e.fields)));
+                events.extend(
+                    batch
+                        .events
+                        .into_iter()
+                        .map(|e| Value::Object(e.fields().into_owned())),
+                );
                 batch.ack.complete();
             }
             events
