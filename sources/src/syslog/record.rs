@@ -1,6 +1,10 @@
 //! From one framed message to one event: its fields, `_ts` and `_meta`.
 
-use sediment_core::event::{new_id, Replaced, Stamp, ID_FIELD, META_FIELD, TS_FIELD};
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt::Write as _;
+
+use bytes::{BufMut, Bytes, BytesMut};
 use sediment_core::Event;
 use serde_json::{Map, Value};
 
@@ -82,7 +86,8 @@ pub struct Built {
 /// Builds the events of one source.
 #[derive(Debug, Clone)]
 pub struct EventBuilder {
-    source: Value,
+    /// The source id as a JSON string, written into every `_meta`.
+    source: String,
     zone: TimeZone,
 }
 
@@ -90,7 +95,7 @@ impl EventBuilder {
     /// A builder for the source `id`, reading zone-less timestamps in `zone`.
     pub fn new(id: &str, zone: TimeZone) -> EventBuilder {
         EventBuilder {
-            source: Value::String(id.to_owned()),
+            source: serde_json::to_string(id).unwrap_or_default(),
             zone,
         }
     }
@@ -135,84 +140,119 @@ impl EventBuilder {
         truncated: bool,
         arrival: &Arrival<'_>,
     ) -> Event {
-        let severity = p.pri.map(|pri| pri & 7);
-        let mut fields = Map::with_capacity(10);
-        fields.insert("message".into(), Value::String(text(p.message)));
-        let host = match p.hostname {
-            Some(h) => text(h),
-            None => arrival.origin.peer_ip.clone(),
-        };
-        fields.insert("host".into(), Value::String(host));
-        for (name, value) in [("app", p.app), ("procid", p.procid), ("msgid", p.msgid)] {
+        // An implausible header time (before 1971, a device without a clock)
+        // becomes the receive time, as for any other source.
+        let time_ms = p
+            .time_ms
+            .and_then(sediment_core::event::plausible)
+            .unwrap_or(arrival.now_ms);
+        ARENA.with(|arena| {
+            let mut buf = arena.borrow_mut();
+            if buf.capacity() - buf.len() < MAX_EVENT_GUESS {
+                buf.reserve(ARENA_BLOCK);
+            }
+            let text = self.fields(p, arrival, &mut buf);
+            let meta = self.meta(p, error, truncated, arrival, &mut buf);
+            Event::from_json_parts(text, meta, time_ms)
+        })
+    }
+
+    /// `{"message":…,"host":…,"app":…,"procid":…,"msgid":…,"level":…}`, the
+    /// absent parts left out.
+    fn fields(&self, p: &Parsed<'_>, arrival: &Arrival<'_>, buf: &mut BytesMut) -> Bytes {
+        buf.put_slice(b"{\"message\":");
+        string(buf, &text(p.message));
+        buf.put_slice(b",\"host\":");
+        match p.hostname {
+            Some(h) => string(buf, &text(h)),
+            None => string(buf, &arrival.origin.peer_ip),
+        }
+        for (name, value) in [
+            (&b",\"app\":"[..], p.app),
+            (b",\"procid\":", p.procid),
+            (b",\"msgid\":", p.msgid),
+        ] {
             if let Some(value) = value {
-                fields.insert(name.into(), Value::String(text(value)));
+                buf.put_slice(name);
+                string(buf, &text(value));
             }
         }
-        if let Some(s) = severity {
-            fields.insert(
-                "level".into(),
-                Value::String(SEVERITIES[usize::from(s)].into()),
-            );
-        }
-        fields.insert(ID_FIELD.into(), Value::String(new_id()));
-        let time_ms = p.time_ms.unwrap_or(arrival.now_ms);
-        fields.insert(
-            TS_FIELD.into(),
-            Value::String(sediment_core::event::format_time_ms(time_ms)),
-        );
-
-        let mut syslog = Map::with_capacity(6);
         if let Some(pri) = p.pri {
-            let facility = FACILITIES[usize::from(pri >> 3)];
-            syslog.insert("facility".into(), Value::String(facility.into()));
-            syslog.insert("severity".into(), Value::from(pri & 7));
+            buf.put_slice(b",\"level\":\"");
+            buf.put_slice(SEVERITIES[usize::from(pri & 7)].as_bytes());
+            buf.put_u8(b'"');
+        }
+        buf.put_u8(b'}');
+        buf.split().freeze()
+    }
+
+    /// `_meta`: `{"source","source_type","received_at","remote_addr","syslog":{…}}`.
+    fn meta(
+        &self,
+        p: &Parsed<'_>,
+        error: Option<&'static str>,
+        truncated: bool,
+        arrival: &Arrival<'_>,
+        buf: &mut BytesMut,
+    ) -> Bytes {
+        buf.put_slice(b"{\"source\":");
+        buf.put_slice(self.source.as_bytes());
+        buf.put_slice(b",\"source_type\":\"syslog\",\"received_at\":");
+        string(buf, arrival.received_at);
+        buf.put_slice(b",\"remote_addr\":");
+        string(buf, &arrival.origin.remote_addr);
+        buf.put_slice(b",\"syslog\":{");
+        if let Some(pri) = p.pri {
+            buf.put_slice(b"\"facility\":\"");
+            buf.put_slice(FACILITIES[usize::from(pri >> 3)].as_bytes());
+            buf.put_slice(b"\",\"severity\":");
+            let _ = write!(buf, "{}", pri & 7);
+            buf.put_u8(b',');
         }
         if let Some(version) = p.version {
-            syslog.insert("version".into(), Value::from(version));
+            buf.put_slice(b"\"version\":");
+            let _ = write!(buf, "{version}");
+            buf.put_u8(b',');
         }
         if !p.structured_data.is_empty() {
-            syslog.insert("structured_data".into(), structured_data(p));
+            buf.put_slice(b"\"structured_data\":");
+            // Rare enough, and merging repeated names needs the map.
+            let sd = structured_data(p);
+            let _ = serde_json::to_writer((&mut *buf).writer(), &sd);
+            buf.put_u8(b',');
         }
-        syslog.insert("peer".into(), Value::String(arrival.origin.peer_ip.clone()));
+        buf.put_slice(b"\"peer\":");
+        string(buf, &arrival.origin.peer_ip);
         if let Some(reason) = error {
-            syslog.insert("parse_error".into(), Value::String(reason.into()));
+            buf.put_slice(b",\"parse_error\":");
+            string(buf, reason);
         }
         if truncated {
-            syslog.insert("truncated".into(), Value::Bool(true));
+            buf.put_slice(b",\"truncated\":true");
         }
-        let mut meta = Map::with_capacity(5);
-        meta.insert("source".into(), self.source.clone());
-        meta.insert("source_type".into(), Value::String("syslog".into()));
-        meta.insert(
-            "received_at".into(),
-            Value::String(arrival.received_at.to_owned()),
-        );
-        meta.insert(
-            "remote_addr".into(),
-            Value::String(arrival.origin.remote_addr.clone()),
-        );
-        meta.insert("syslog".into(), Value::Object(syslog));
-        fields.insert(META_FIELD.into(), Value::Object(meta));
-        // `_id` and `_meta` are sediment's own here (built above, never from the
-        // sender), so stamping is told to keep them; `_ts` is rewritten and an
-        // implausible header time (before 1971, a device without a clock) becomes
-        // the receive time, like any other source's.
-        let stamp = Stamp {
-            timestamp_fields: &[],
-            now_ms: arrival.now_ms,
-            meta: &Value::Null,
-            trust_meta: true,
-        };
-        Event::stamp_with(fields, &stamp, &mut Replaced::default())
+        buf.put_slice(b"}}");
+        buf.split().freeze()
     }
 }
 
+/// The buffer events are written into, one block shared by many events
+/// (each holds a slice of it): no allocation per event.
+const ARENA_BLOCK: usize = 64 * 1024;
+/// Room to leave for one event before writing it (a larger one grows the block).
+const MAX_EVENT_GUESS: usize = 4096;
+
+thread_local! {
+    static ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// Writes `s` as a JSON string, escaped as `serde_json` escapes it.
+fn string(buf: &mut BytesMut, s: &str) {
+    let _ = serde_json::to_writer((&mut *buf).writer(), s);
+}
+
 /// Bytes as text; invalid UTF-8 becomes U+FFFD rather than losing the message.
-fn text(b: &[u8]) -> String {
-    match std::str::from_utf8(b) {
-        Ok(s) => s.to_owned(),
-        Err(_) => String::from_utf8_lossy(b).into_owned(),
-    }
+fn text(b: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(b)
 }
 
 /// `{"SD-ID": {"name": "value", …}, …}`; a repeated name collects its values in an array.
@@ -220,27 +260,31 @@ fn structured_data(p: &Parsed<'_>) -> Value {
     let mut out = Map::new();
     for element in &p.structured_data {
         let entry = out
-            .entry(text(element.id))
+            .entry(text(element.id).into_owned())
             .or_insert_with(|| Value::Object(Map::new()));
         let Value::Object(params) = entry else {
             continue;
         };
         for (name, value) in &element.params {
-            let value = Value::String(text(value));
-            match params.get_mut(&text(name) as &str) {
+            let value = Value::String(text(value).into_owned());
+            match params.get_mut(&*text(name)) {
                 Some(Value::Array(values)) => values.push(value),
                 Some(previous) => {
                     let first = previous.take();
                     *previous = Value::Array(vec![first, value]);
                 }
                 None => {
-                    params.insert(text(name), value);
+                    params.insert(text(name).into_owned(), value);
                 }
             }
         }
     }
     Value::Object(out)
 }
+
+#[cfg(test)]
+#[path = "record_reference.rs"]
+mod reference;
 
 #[cfg(test)]
 mod tests {
@@ -352,5 +396,65 @@ mod tests {
         assert!(build(b"\r\n").is_none());
         let built = build(b"<13>1 1970-01-01T00:00:01Z h a - - - boot").unwrap();
         assert_eq!(built.event.fields()["_ts"], "2024-06-15T12:00:00.000Z");
+    }
+
+    #[test]
+    fn text_events_write_the_lines_the_map_built() {
+        let origin = Origin::of("[::ffff:10.1.2.3]:5140".parse().unwrap());
+        let arrival = Arrival {
+            origin: &origin,
+            now_ms: 1_718_452_800_000,
+            received_at: "2024-06-15T12:00:00.000Z",
+        };
+        let builder = EventBuilder::new("sys\"log", TimeZone::Utc);
+        let messages: [&[u8]; 9] = [
+            br#"<165>1 2003-10-11T22:14:15.003Z web01 app 42 ID7 [a@1 x="1" x="2" x="3"][b@2 y="\]"][a@1 z="q"] hi there"#,
+            b"<38>Jun 15 11:59:00 web01 sshd[42]: Accepted key",
+            b"not syslog \xff at all\r\n",
+            b"<13>1 2003-99-11T22:14:15Z h a - - - x",
+            b"<13>1 1970-01-01T00:00:01Z h a - - - boot",
+            b"<191>1 - - - - - - \"quoted\" \\ tab\there \x01\x1f\x7f \xc3\xa9",
+            b"<0>Jan  1 00:00:00 host: message",
+            b"<13>1 2024-06-15T12:00:00+02:00 h\xffost a\\pp p\"id m - body",
+            b"<999>nonsense",
+        ];
+        for raw in messages {
+            for truncated in [false, true] {
+                let built = builder.build(raw, truncated, &arrival).unwrap();
+                let line = raw
+                    .iter()
+                    .rposition(|b| !matches!(b, b'\n' | b'\r' | 0))
+                    .map_or(0, |i| i + 1);
+                let cx = ParseContext {
+                    now_ms: arrival.now_ms,
+                    zone: TimeZone::Utc,
+                };
+                let (parsed, error) = match parse::parse(&raw[..line], &cx) {
+                    Ok(p) => (p, None),
+                    Err(e) => (
+                        Parsed {
+                            pri: e.pri,
+                            message: &raw[..line],
+                            ..Parsed::default()
+                        },
+                        Some(e.reason),
+                    ),
+                };
+                let expected = reference::event("sys\"log", &parsed, error, truncated, &arrival);
+                assert!(built.event.as_map().is_none(), "kept as text");
+                assert_eq!(built.event.time_ms, expected.time_ms);
+                let mut fields = built.event.fields().into_owned();
+                fields.insert("_id".into(), expected.fields()["_id"].clone());
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                Event::from_map(fields, 0).write_ndjson(&mut a);
+                expected.write_ndjson(&mut b);
+                assert_eq!(
+                    String::from_utf8(a).unwrap(),
+                    String::from_utf8(b).unwrap(),
+                    "{}",
+                    String::from_utf8_lossy(raw)
+                );
+            }
+        }
     }
 }
