@@ -36,7 +36,9 @@ pub fn id_key(id: &str) -> u128 {
 /// The ids seen in one hour.
 #[derive(Debug)]
 pub struct IdSet {
-    memory: HashSet<u128>,
+    /// foldhash, randomly seeded per set: the ids are UUIDs or xxh3 hashes already, so
+    /// SipHash's cost (a fifth of a restore's consumer thread) buys nothing.
+    memory: HashSet<u128, foldhash::fast::RandomState>,
     capacity: usize,
     run: Option<Run>,
     dir: PathBuf,
@@ -56,7 +58,7 @@ impl IdSet {
     /// A set holding about `memory_bytes` of ids before it spills into `dir/name.run`.
     pub fn new(memory_bytes: usize, dir: &Path, name: &str) -> IdSet {
         IdSet {
-            memory: HashSet::new(),
+            memory: HashSet::default(),
             capacity: (memory_bytes / BYTES_PER_ID).max(1024),
             run: None,
             dir: dir.to_owned(),
@@ -66,15 +68,15 @@ impl IdSet {
 
     /// Adds `id`; `Ok(true)` if it was not in the set.
     pub fn insert(&mut self, id: u128) -> io::Result<bool> {
-        if self.memory.contains(&id) {
+        if !self.memory.insert(id) {
             return Ok(false);
         }
         if let Some(run) = &self.run {
             if run.contains(id)? {
+                self.memory.remove(&id);
                 return Ok(false);
             }
         }
-        self.memory.insert(id);
         if self.memory.len() >= self.capacity {
             self.spill()?;
         }

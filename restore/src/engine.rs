@@ -329,36 +329,46 @@ impl Run<'_> {
             .settings
             .rate
             .map_or(usize::MAX, |r| ((r / 20.0) as usize).max(1));
+        // The kept lines are a subsequence of the chunk's, in order: they are
+        // moved to the front of the chunk's own buffer (usually not at all: most
+        // lines are kept) rather than copied into a new one.
+        let Chunk {
+            mut lines,
+            records,
+            raw_end,
+            ..
+        } = chunk;
         let mut piece = Piece {
             unit: p.unit,
             key: key.clone(),
+            ends: Vec::with_capacity(records.len().min(slice)),
             ..Piece::default()
         };
-        let mut start = 0;
+        let mut set = self.settings.dedup_memory.map(|memory| {
+            self.sets.entry(p.hour).or_insert_with(|| {
+                IdSet::new(
+                    memory,
+                    &self.settings.spill_dir,
+                    &format!("{}-{}", p.unit, p.hour),
+                )
+            })
+        });
+        let (mut start, mut kept_end) = (0, 0);
         let mut limit_hit = false;
-        for rec in &chunk.records {
-            let line = &chunk.lines[start..rec.end];
+        for rec in &records {
+            let range = start..rec.end;
             start = rec.end;
             if limit_hit {
                 self.summary.after_limit += u64::from(!rec.replay);
                 continue;
             }
-            let fresh = match (self.settings.dedup_memory, rec.id) {
-                (Some(memory), Some(id)) => {
-                    let set = self.sets.entry(p.hour).or_insert_with(|| {
-                        IdSet::new(
-                            memory,
-                            &self.settings.spill_dir,
-                            &format!("{}-{}", p.unit, p.hour),
-                        )
-                    });
-                    set.insert(id).map_err(|e| {
-                        RunError::Other(format!(
-                            "cannot spill line ids to {}: {e}",
-                            self.settings.spill_dir.display()
-                        ))
-                    })?
-                }
+            let fresh = match (set.as_deref_mut(), rec.id) {
+                (Some(set), Some(id)) => set.insert(id).map_err(|e| {
+                    RunError::Other(format!(
+                        "cannot spill line ids to {}: {e}",
+                        self.settings.spill_dir.display()
+                    ))
+                })?,
                 _ => true,
             };
             if rec.replay {
@@ -368,8 +378,12 @@ impl Run<'_> {
                 self.summary.duplicates += 1;
                 continue;
             }
-            piece.lines.extend_from_slice(line);
-            piece.ends.push((piece.lines.len(), rec.raw));
+            let len = range.len();
+            if range.start != kept_end {
+                lines.copy_within(range, kept_end);
+            }
+            kept_end += len;
+            piece.ends.push((kept_end, rec.raw));
             self.summary.lines_written += 1;
             self.written_total += 1;
             if self.settings.limit.is_some_and(|l| self.written_total >= l) {
@@ -379,24 +393,26 @@ impl Run<'_> {
                 continue;
             }
             if piece.ends.len() >= slice {
+                // Only with --rate: the throttled slice gets its own copy; later
+                // kept lines go to the front of the buffer again.
                 piece.raw_end = rec.raw + 1;
+                piece.lines = lines[..kept_end].to_vec();
+                kept_end = 0;
                 let next = Piece {
                     unit: p.unit,
                     key: key.clone(),
                     ..Piece::default()
                 };
-                self.write(
-                    std::mem::replace(&mut piece, next),
-                    output,
-                    on_commit,
-                    progress,
-                )
-                .await?;
+                let full = std::mem::replace(&mut piece, next);
+                self.write(full, output, on_commit, progress).await?;
+                set = self.settings.dedup_memory.and(self.sets.get_mut(&p.hour));
             }
         }
         if !limit_hit {
-            piece.raw_end = chunk.raw_end;
+            piece.raw_end = raw_end;
         }
+        lines.truncate(kept_end);
+        piece.lines = lines;
         self.write(piece, output, on_commit, progress).await?;
         Ok(limit_hit)
     }

@@ -26,7 +26,7 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use crate::dedup::id_key;
-use crate::time::TimeRange;
+use crate::time::{line_time_ms, TimeRange};
 
 /// Bytes of kept lines per chunk.
 pub const CHUNK_BYTES: usize = 256 << 10;
@@ -66,6 +66,18 @@ pub struct Object {
     pub size: u64,
     /// The hour its key names (seconds), used for lines without a readable time.
     pub hour: i64,
+}
+
+impl Chunk {
+    /// An empty chunk with room for a full one, so that filling it never
+    /// reallocates (growing by doubling copied each chunk up to three times).
+    fn sized() -> Chunk {
+        Chunk {
+            lines: Vec::with_capacity(CHUNK_BYTES + (16 << 10)),
+            records: Vec::with_capacity(1024),
+            ..Chunk::default()
+        }
+    }
 }
 
 /// Kept lines of one object, in order, with the raw line count reached.
@@ -252,7 +264,7 @@ fn inflate(
         flate2::bufread::MultiGzDecoder::new(std::io::BufReader::with_capacity(256 << 10, pieces));
     let mut end = ObjectEnd::default();
     let mut buf: Vec<u8> = Vec::with_capacity(512 << 10);
-    let mut chunk = Chunk::default();
+    let mut chunk = Chunk::sized();
     let mut raw: u64 = 0;
     let mut filled = 0usize;
     loop {
@@ -295,7 +307,10 @@ fn inflate(
             if chunk.lines.len() >= CHUNK_BYTES || chunk.records.len() >= CHUNK_BYTES / 16 {
                 chunk.raw_end = raw;
                 if events
-                    .blocking_send(ReadEvent::Chunk(std::mem::take(&mut chunk)))
+                    .blocking_send(ReadEvent::Chunk(std::mem::replace(
+                        &mut chunk,
+                        Chunk::sized(),
+                    )))
                     .is_err()
                 {
                     return end;
@@ -348,7 +363,7 @@ fn line(
             return;
         }
     };
-    let in_range = match fields.time.as_deref().and_then(time_of) {
+    let in_range = match fields.time.as_deref().and_then(line_time_ms) {
         Some(ms) => filters.range.contains(ms),
         // No readable time: the hour its object is filed under decides.
         None => filters.range.contains(object.hour * 1000),
@@ -375,11 +390,6 @@ fn line(
         raw: index,
         replay: replayed,
     });
-}
-
-fn time_of(raw: &str) -> Option<i64> {
-    let value: serde_json::Value = serde_json::from_str(raw).ok()?;
-    sediment_core::event::parse_time_ms(&value)
 }
 
 /// The id (as text) and the raw time value of a line, found in one pass that
@@ -508,11 +518,14 @@ mod tests {
             "the top-level id, not a nested one"
         );
         assert_eq!(f.time.as_deref(), Some("\"2025-11-22T09:00:00.000Z\""));
-        assert_eq!(time_of(f.time.as_deref().unwrap()), Some(1_763_802_000_000));
+        assert_eq!(
+            line_time_ms(f.time.as_deref().unwrap()),
+            Some(1_763_802_000_000)
+        );
         let escaped = scan(br#"{"_i\u0064":"e\"1","date":1763802000}"#, "_id", "date").unwrap();
         assert_eq!(escaped.id.as_deref(), Some("e\"1"));
         assert_eq!(
-            time_of(escaped.time.as_deref().unwrap()),
+            line_time_ms(escaped.time.as_deref().unwrap()),
             Some(1_763_802_000_000)
         );
         let numeric = scan(br#"{"_id":42}"#, "_id", "_ts").unwrap();

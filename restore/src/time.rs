@@ -106,6 +106,78 @@ pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
+/// The event time of an archived line's raw `_ts` value (its JSON text).
+///
+/// sediment always writes `_ts` as `"YYYY-MM-DDTHH:MM:SS.mmmZ"`; that form is
+/// read digit by digit here, because restore does it once per line and the
+/// general parser (a `serde_json::Value`, then chrono) costs more than the rest
+/// of judging the line. Anything else (lines archived by other tools, odd
+/// values) goes through [`sediment_core::event::parse_time_ms`], whose result
+/// the fast form always equals.
+pub fn line_time_ms(raw: &str) -> Option<i64> {
+    fast_ts_ms(raw.as_bytes()).or_else(|| {
+        let value: serde_json::Value = serde_json::from_str(raw).ok()?;
+        sediment_core::event::parse_time_ms(&value)
+    })
+}
+
+/// `"YYYY-MM-DDTHH:MM:SS.mmmZ"` in milliseconds, or `None` for any other text
+/// (including out-of-range fields, which the general parser then judges).
+fn fast_ts_ms(b: &[u8]) -> Option<i64> {
+    if b.len() != 26 || b[0] != b'"' || &b[24..] != b"Z\"" {
+        return None;
+    }
+    let t = &b[1..24];
+    for (i, sep) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+    ] {
+        if t[i] != sep {
+            return None;
+        }
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        t[from..to].iter().try_fold(0i64, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+        })
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second, milli) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if !(1971..=9999).contains(&year)
+        || day == 0
+        || day > month_days
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm), March-based years.
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + milli)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +224,45 @@ mod tests {
         assert_eq!(hours, [h, h + 3600, h + 7200]);
         assert!(r.overlaps_hour(h) && r.overlaps_hour(h + 7200));
         assert!(!r.overlaps_hour(h - 3600) && !r.overlaps_hour(h + 3 * 3600));
+    }
+
+    #[test]
+    fn archived_ts_is_read_fast_and_exactly_as_the_general_parser_reads_it() {
+        for raw in [
+            "\"2026-11-22T09:00:00.000Z\"",
+            "\"2024-02-29T23:59:59.999Z\"",
+            "\"1971-01-01T00:00:00.000Z\"",
+            "\"9999-12-31T23:59:59.999Z\"",
+        ] {
+            let general = sediment_core::event::parse_time_ms(&serde_json::from_str(raw).unwrap());
+            assert_eq!(fast_ts_ms(raw.as_bytes()), general, "{raw}");
+        }
+        for odd in [
+            "\"2023-02-29T00:00:00.000Z\"",
+            "\"2026-13-01T00:00:00.000Z\"",
+            "\"2026-11-22T24:00:00.000Z\"",
+            "\"2026-11-22T09:00:60.000Z\"",
+            "\"1970-06-01T00:00:00.000Z\"",
+            "\"2026-11-22 09:00:00.000Z\"",
+            "\"2026-11-22T09:00:00.000+01:00\"",
+            "1763802000",
+        ] {
+            assert_eq!(fast_ts_ms(odd.as_bytes()), None, "{odd}");
+        }
+        assert_eq!(line_time_ms("1763802000"), Some(1_763_802_000_000));
+        assert_eq!(
+            line_time_ms("\"2026-11-22T10:00:00+01:00\""),
+            Some(1_795_338_000_000)
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_form_agrees_with_the_general_parser(ms in 0i64..253_402_300_800_000) {
+            let raw = format!("\"{}\"", sediment_core::event::format_time_ms(ms));
+            let general = sediment_core::event::parse_time_ms(&serde_json::from_str(&raw).unwrap());
+            proptest::prop_assert_eq!(fast_ts_ms(raw.as_bytes()), general);
+            proptest::prop_assert_eq!(line_time_ms(&raw), general);
+        }
     }
 }

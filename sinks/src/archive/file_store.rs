@@ -267,7 +267,7 @@ impl ObjectStore for FileStore {
                 .await
                 .map_err(|e| io_error("seek in", &path, e))?;
         }
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10)
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 << 10)
             .map(move |chunk| chunk.map_err(|e| io_error("read", &path, e)));
         Ok(stream.boxed())
     }
