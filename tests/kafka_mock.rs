@@ -266,9 +266,11 @@ fn dirs() -> (tempfile::TempDir, PathBuf) {
     (root, archive)
 }
 
-/// Records spread over three past hours.
+/// Records spread over three past hours, fixed when first asked for so that a
+/// test crossing an hour boundary keeps its records in the same three.
 fn three_hours(seq: u64) -> i64 {
-    hours_ago(4) + (seq % 3) as i64 * 3600
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| hours_ago(4)) + (seq % 3) as i64 * 3600
 }
 
 #[test]

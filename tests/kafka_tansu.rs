@@ -104,9 +104,12 @@ fn signal(s: &Sediment, sig: i32) {
     assert_eq!(unsafe { libc::kill(s.child.id() as i32, sig) }, 0);
 }
 
-/// Produces `chunks` chunks of `size` records from `first` on, `pause` apart, from a thread.
+/// Produces `chunks` chunks of `size` records from `first` on, `pause` apart, from a
+/// thread, over the 6 hours from `base_hour` (fixed by the caller, so that a run
+/// crossing an hour boundary does not spread the records over a seventh).
 fn produce_meanwhile(
     topic: &'static str,
+    base_hour: i64,
     first: u64,
     chunks: u64,
     size: u64,
@@ -123,7 +126,7 @@ fn produce_meanwhile(
                 first + i * size,
                 size,
                 6,
-                hours_ago(7),
+                base_hour,
             ));
         }
         all
@@ -182,8 +185,16 @@ fn replicas_killed_losing_their_disk_paused_joining_and_leaving_archive_every_re
         source(TOPIC, "file-group"),
         archive.display()
     );
-    let mut produced = produce(tansu(), TOPIC, 4, 0, 12_000, 6, hours_ago(7));
-    let producing = produce_meanwhile(TOPIC, 12_000, 12, 1000, Duration::from_millis(2500));
+    let base_hour = hours_ago(7);
+    let mut produced = produce(tansu(), TOPIC, 4, 0, 12_000, 6, base_hour);
+    let producing = produce_meanwhile(
+        TOPIC,
+        base_hour,
+        12_000,
+        12,
+        1000,
+        Duration::from_millis(2500),
+    );
     let roots: Vec<_> = (1..=3).map(|i| dir.path().join(format!("r{i}"))).collect();
     let mut r1 = replica(&roots[0], &topology);
     let mut r2 = replica(&roots[1], &topology);
@@ -238,8 +249,9 @@ fn replicas_archiving_into_s3_through_kill_and_disk_loss_store_every_record_once
         source(TOPIC, "s3-group"),
         moto.endpoint()
     );
-    let mut produced = produce(tansu(), TOPIC, 4, 0, 8000, 6, hours_ago(7));
-    let producing = produce_meanwhile(TOPIC, 8000, 6, 1000, Duration::from_millis(2000));
+    let base_hour = hours_ago(7);
+    let mut produced = produce(tansu(), TOPIC, 4, 0, 8000, 6, base_hour);
+    let producing = produce_meanwhile(TOPIC, base_hour, 8000, 6, 1000, Duration::from_millis(2000));
     let (root1, root2) = (dir.path().join("r1"), dir.path().join("r2"));
     let mut r1 = replica(&root1, &topology);
     let r2 = replica(&root2, &topology);

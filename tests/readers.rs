@@ -38,7 +38,7 @@ import duckdb, glob, gzip, json, sys
 root = sys.argv[1]
 files = sorted(glob.glob(root + '/**/*.json.gz', recursive=True))
 by_file = {f[len(root) + 1:]: sum(1 for line in gzip.open(f) if json.loads(line)['_id']) for f in files}
-rows = duckdb.sql(f"SELECT year, month, day, hour(_ts::TIMESTAMPTZ AT TIME ZONE 'UTC') AS h, count(*) AS n, count(DISTINCT _id) AS ids FROM read_json('{root}/**/*.json.gz', hive_partitioning = true) GROUP BY ALL ORDER BY h").fetchall()
+rows = duckdb.sql(f"SELECT year, month, day, hour(_ts::TIMESTAMPTZ AT TIME ZONE 'UTC') AS h, count(*) AS n, count(DISTINCT _id) AS ids FROM read_json('{root}/**/*.json.gz', hive_partitioning = true) GROUP BY ALL ORDER BY year, month, day, h").fetchall()
 print(json.dumps({"gzip": by_file, "duckdb": [list(r) for r in rows]}))
 "#;
     let out = Command::new("python3")
