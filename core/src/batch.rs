@@ -107,24 +107,5 @@ impl Event {
 }
 
 fn estimated_event_bytes(event: &Event) -> usize {
-    fn value(v: &serde_json::Value) -> usize {
-        match v {
-            serde_json::Value::String(s) => s.len() + 2,
-            serde_json::Value::Object(m) => {
-                m.iter().map(|(k, v)| k.len() + 4 + value(v)).sum::<usize>() + 2
-            }
-            serde_json::Value::Array(a) => a.iter().map(|v| value(v) + 1).sum::<usize>() + 2,
-            _ => 8,
-        }
-    }
-    match (event.as_map(), event.approximate_json_len()) {
-        (Some(fields), _) => {
-            fields
-                .iter()
-                .map(|(k, v)| k.len() + 4 + value(v))
-                .sum::<usize>()
-                + 2
-        }
-        (None, len) => len.unwrap_or(0),
-    }
+    event.approximate_json_len()
 }

@@ -2,6 +2,19 @@
 //!
 //! # Layout
 //! - [`event`]: the event (a JSON object with `_id`, `_ts`, `_meta`) and its partition.
+//!   An event is JSON text, not a map: the object's bytes in canonical form
+//!   (exactly as `serde_json` writes them) plus a small header — the routed
+//!   values (`time_ms`, partition, stream position) and where the reserved
+//!   fields go (the client's `_id` kept or a fresh one, `_ts` rewritten from
+//!   `time_ms`, sediment's `_meta` text). An NDJSON line already in that form
+//!   stays a slice of its request's buffer ([`Bytes`], one buffer shared by
+//!   the request's batch), so an event in flight costs its bytes plus the
+//!   header; the syslog source writes its events' text directly into a
+//!   shared arena; anything else is parsed into a map once, stamped and
+//!   serialised. The archive line is spliced from the text
+//!   ([`Event::write_ndjson`]), byte for byte what serialising the stamped
+//!   map gives. Transforms read fields through `sediment_query::Fields`,
+//!   parsing only the values a rule looks at.
 //! - [`batch`] and [`ack`]: events cross channels in batches that carry an
 //!   acknowledgement; it completes only when every sink holding the batch made it
 //!   durable, which is what lets the HTTP source answer 200 truthfully.

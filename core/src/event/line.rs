@@ -19,13 +19,24 @@ pub(crate) struct JsonObject {
     pub(crate) id_at: Option<Span>,
     /// A fresh id, when the client's is absent or replaced; none when kept.
     pub(crate) new_id: Option<[u8; 16]>,
-    /// The client's `_ts` value (always rewritten), else appended.
-    pub(crate) ts_at: Option<Span>,
+    /// Where `_ts` goes.
+    pub(crate) ts: Ts,
     /// The client's `_meta` value, when it is replaced.
     pub(crate) meta_at: Option<Span>,
     /// sediment's `_meta` text, when written (shared per request where it
     /// can be); `None` when the client's is kept.
     pub(crate) meta: Option<Bytes>,
+}
+
+/// Where an event's `_ts` is written from its `time_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ts {
+    /// Over the client's `_ts` value.
+    Replace(Span),
+    /// Appended.
+    Append,
+    /// Already in the text (an object serialised with its reserved fields).
+    InText,
 }
 
 /// A byte range in the object's text, in 32 bits a side.
@@ -56,6 +67,18 @@ enum Part {
 }
 
 impl JsonObject {
+    /// An object whose text already holds its reserved fields.
+    pub(crate) fn complete(text: Bytes) -> JsonObject {
+        JsonObject {
+            text,
+            id_at: None,
+            new_id: None,
+            ts: Ts::InText,
+            meta_at: None,
+            meta: None,
+        }
+    }
+
     /// Writes the archive line without its newline.
     pub(crate) fn write(&self, time_ms: i64, out: &mut Vec<u8>) {
         let text = &self.text[..];
@@ -63,7 +86,13 @@ impl JsonObject {
         let mut n = 0;
         for (at, part) in [
             (self.id_at.filter(|_| self.new_id.is_some()), Part::Id),
-            (self.ts_at, Part::Ts),
+            (
+                match self.ts {
+                    Ts::Replace(span) => Some(span),
+                    _ => None,
+                },
+                Part::Ts,
+            ),
             (self.meta_at.filter(|_| self.meta.is_some()), Part::Meta),
         ] {
             if let Some(span) = at {
@@ -86,7 +115,7 @@ impl JsonObject {
         let mut empty = text.len() == 2;
         for (missing, part) in [
             (self.id_at.is_none() && self.new_id.is_some(), Part::Id),
-            (self.ts_at.is_none(), Part::Ts),
+            (self.ts == Ts::Append, Part::Ts),
             (self.meta_at.is_none() && self.meta.is_some(), Part::Meta),
         ] {
             if missing {
@@ -126,7 +155,7 @@ impl JsonObject {
         }
     }
 
-    /// Heap this event holds of its own, beyond the shared text.
+    /// Approximate length of the line.
     pub(crate) fn approximate_len(&self) -> usize {
         self.text.len() + 100 + self.meta.as_ref().map_or(0, Bytes::len)
     }

@@ -1,14 +1,17 @@
 //! The event: a JSON object plus the few parsed values the pipeline routes on.
 //!
-//! An event holds its object in one of two forms. Most events keep the text
-//! they were received as (a slice of the request's buffer, shared by the
-//! whole request) when [`scan`] found it already in the archive's canonical
-//! form; their archive line is that text with the reserved fields spliced in
-//! ([`line`]), and nothing in between parses it into a map. Every other
-//! object (white space, non-canonical escapes or numbers, duplicate keys,
-//! anything built field by field) is a `serde_json` map, serialised when
-//! written. Both give the same line for the same object: the map path is the
-//! reference, and a property test holds the text path to it.
+//! An event holds its object as JSON text in canonical form (as `serde_json`
+//! writes it) plus how its reserved fields go in; its archive line is that
+//! text with `_id`, `_ts` and `_meta` spliced in ([`line`]), and nothing on
+//! the way parses it into a map. Most events keep the text they were
+//! received as (a slice of the request's buffer, shared by the whole
+//! request) when [`scan`] found it already canonical; the syslog source
+//! writes its events' text directly ([`Event::from_json_parts`]). Any other
+//! object (white space, non-canonical escapes or numbers, duplicate keys, a
+//! Kafka record, a restored line) is parsed into a `serde_json` map,
+//! stamped, and serialised once into text of its own ([`Event::stamp_with`],
+//! [`Event::from_map`]). Both give the same line for the same object: the
+//! map path is the reference, and a property test holds the text path to it.
 
 use std::borrow::Cow;
 
@@ -21,7 +24,7 @@ pub mod scan;
 
 pub use scan::Scanner;
 
-use line::{JsonObject, Span};
+use line::{JsonObject, Span, Ts};
 
 /// Field holding the unique, time-ordered line id (UUIDv7 text).
 pub const ID_FIELD: &str = "_id";
@@ -41,8 +44,8 @@ pub const DEFAULT_TIMESTAMP_FIELDS: &[&str] = &["timestamp", "@timestamp", "time
 /// re-parses it; `partition` is set by the `hour_partition` transform.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    /// The JSON object written to the archive, reserved fields included.
-    body: Body,
+    /// The JSON object written to the archive, and its reserved fields.
+    body: JsonObject,
     /// Event time in milliseconds since the Unix epoch (the value of `_ts`).
     pub time_ms: i64,
     /// The hour this event is filed under, once a partitioner has run.
@@ -51,15 +54,6 @@ pub struct Event {
     /// sources that can replay; archive sinks then store it exactly once by
     /// its position (see [`crate::stream`]).
     pub position: Option<crate::stream::Position>,
-}
-
-/// The two forms of an event's object.
-#[derive(Debug, Clone, PartialEq)]
-enum Body {
-    /// Built or parsed field by field; reserved fields included.
-    Map(Map<String, Value>),
-    /// Received text in canonical form; reserved fields spliced in when written.
-    Json(JsonObject),
 }
 
 /// The UTC hour an event belongs to and whether it arrived after that hour closed.
@@ -185,16 +179,19 @@ impl Event {
                 fields.insert(META_FIELD.into(), stamp.meta.clone());
             }
         }
-        Event::from_body(Body::Map(fields), time_ms)
+        Event::from_map(fields, time_ms)
     }
 
     /// An event of a map that already holds its reserved fields, `_ts`
-    /// being `time_ms` (a restored line): nothing is stamped.
+    /// being `time_ms` (a restored line): nothing is stamped; the map is
+    /// serialised into the event's text.
     pub fn from_map(fields: Map<String, Value>, time_ms: i64) -> Event {
-        Event::from_body(Body::Map(fields), time_ms)
+        // A Map of Values always serialises; the only error source is the writer and a Vec never fails.
+        let text = serde_json::to_vec(&fields).expect("serialising JSON into a Vec cannot fail");
+        Event::from_body(JsonObject::complete(Bytes::from(text)), time_ms)
     }
 
-    fn from_body(body: Body, time_ms: i64) -> Event {
+    fn from_body(body: JsonObject, time_ms: i64) -> Event {
         Event {
             body,
             time_ms,
@@ -270,12 +267,12 @@ impl Event {
         let object = JsonObject {
             id_at: id_at.map(Span::new),
             new_id,
-            ts_at: ts_at.map(Span::new),
+            ts: ts_at.map_or(Ts::Append, |r| Ts::Replace(Span::new(r))),
             meta_at: meta_at.map(Span::new),
             meta,
             text,
         };
-        Some(Event::from_body(Body::Json(object), time_ms))
+        Some(Event::from_body(object, time_ms))
     }
 
     /// An event of sediment's own making, written straight as JSON text (the
@@ -295,51 +292,30 @@ impl Event {
             text,
             id_at: None,
             new_id: Some(uuid::Uuid::now_v7().into_bytes()),
-            ts_at: None,
+            ts: Ts::Append,
             meta_at: None,
             meta: Some(meta),
         };
-        Event::from_body(Body::Json(object), time_ms)
+        Event::from_body(object, time_ms)
     }
 
-    /// The event's object, reserved fields included: borrowed when the event
-    /// is a map, parsed from its line otherwise (for tests and rare callers;
-    /// the data path never needs it).
+    /// The event's object, reserved fields included, parsed from its line
+    /// (for tests and rare callers; the data path never needs it). Always
+    /// owned; a `Cow` so that callers need not care.
     pub fn fields(&self) -> Cow<'_, Map<String, Value>> {
-        match &self.body {
-            Body::Map(m) => Cow::Borrowed(m),
-            Body::Json(_) => {
-                let mut line = Vec::new();
-                self.write_json(&mut line);
-                Cow::Owned(serde_json::from_slice(&line).expect("an archive line is a JSON object"))
-            }
-        }
-    }
-
-    /// The event's map, when it is kept as one (see the module docs).
-    pub fn as_map(&self) -> Option<&Map<String, Value>> {
-        match &self.body {
-            Body::Map(m) => Some(m),
-            Body::Json(_) => None,
-        }
+        let mut line = Vec::new();
+        self.write_json(&mut line);
+        Cow::Owned(serde_json::from_slice(&line).expect("an archive line is a JSON object"))
     }
 
     /// Approximate size of the event's line, without writing it.
-    pub(crate) fn approximate_json_len(&self) -> Option<usize> {
-        match &self.body {
-            Body::Map(_) => None,
-            Body::Json(o) => Some(o.approximate_len()),
-        }
+    pub(crate) fn approximate_json_len(&self) -> usize {
+        self.body.approximate_len()
     }
 
     /// Writes the archived form: one JSON object, no newline.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        match &self.body {
-            // A Map of Values always serialises; the only error source is the writer and a Vec never fails.
-            Body::Map(m) => serde_json::to_writer(&mut *out, m)
-                .expect("serialising JSON into a Vec cannot fail"),
-            Body::Json(o) => o.write(self.time_ms, out),
-        }
+        self.body.write(self.time_ms, out);
     }
 
     /// Serialises the archived form as one NDJSON line (with the trailing newline).

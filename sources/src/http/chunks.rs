@@ -41,17 +41,12 @@ pub const OUTSTANDING: usize = 2;
 /// What a chunked request reserves for its events: those in the pipeline,
 /// one waiting to be sent and one being built.
 pub const CHUNKED_ALLOWANCE: u64 = (OUTSTANDING as u64 + 2) * CHUNK_BYTES;
-/// Heap an event holds beyond twice its JSON size: its map's tables, the
-/// copied `_meta`, the `_id` and `_ts` strings.
-const EVENT_OVERHEAD: u64 = 1024;
 
-/// Estimated heap of one event: a map's tables and strings; for an event
-/// kept as text only its header (the text is the request's, reserved with it).
+/// Estimated heap of one event: its header and its text. (The text of an
+/// event kept as a slice of the body is counted twice, with the body and
+/// here: an over-estimate, and simpler than telling slices from copies.)
 pub fn heap_estimate(event: &Event) -> u64 {
-    match event.as_map() {
-        Some(_) => EVENT_OVERHEAD + 2 * event.estimated_json_bytes() as u64,
-        None => std::mem::size_of::<Event>() as u64,
-    }
+    (std::mem::size_of::<Event>() + event.estimated_json_bytes()) as u64
 }
 
 /// Stamps a body's objects into events and hands them to `sink`.
