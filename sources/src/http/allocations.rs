@@ -84,7 +84,7 @@ fn per_event(body: Vec<u8>, format: Format) -> (f64, f64) {
 }
 
 #[test]
-fn canonical_ndjson_lines_cost_no_allocation_per_event() {
+fn canonical_ndjson_and_plain_text_lines_cost_no_allocation_per_event() {
     let objects: Vec<_> = (0..EVENTS)
         .map(|i| {
             let level = ["INFO", "WARN", "ERROR", "DEBUG"][i % 4];
@@ -102,15 +102,21 @@ fn canonical_ndjson_lines_cost_no_allocation_per_event() {
         ndjson.push(b'\n');
     }
     let array = serde_json::to_vec(&objects).unwrap();
+    let plain: Vec<u8> = objects
+        .iter()
+        .flat_map(|o| format!("{}\n", o["message"].as_str().unwrap()).into_bytes())
+        .collect();
     let (text_n, text_b) = per_event(ndjson, Format::Ndjson);
     let (map_n, map_b) = per_event(array, Format::Json);
+    let (plain_n, plain_b) = per_event(plain, Format::Text);
     eprintln!(
-        "allocations per event: text path {text_n:.2} ({text_b:.0} bytes), map path {map_n:.2} ({map_b:.0} bytes); an event header is {} bytes",
+        "allocations per event: text path {text_n:.2} ({text_b:.0} bytes), plain text {plain_n:.2} ({plain_b:.0} bytes), map path {map_n:.2} ({map_b:.0} bytes); an event header is {} bytes",
         std::mem::size_of::<sediment_core::Event>()
     );
     assert!(map_n > 10.0, "the map path allocates per field: {map_n}");
     // The batch's Vec grows by doubling, the meta is written once: well under one per event.
     assert!(text_n < 0.1, "the text path allocates per event: {text_n}");
+    assert!(plain_n < 0.1, "plain text allocates per event: {plain_n}");
     // The event headers (one Vec sized from the line count) and nothing else.
     let header = std::mem::size_of::<sediment_core::Event>() as f64;
     assert!(

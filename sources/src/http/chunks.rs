@@ -19,11 +19,14 @@
 //! becomes an event that keeps its text as a slice of the request's buffer
 //! (the body, or its decompressed text), shared by all the request's events:
 //! such an event costs its small header on top of the text the request holds
-//! anyway. Other objects are parsed into maps as before.
+//! anyway. A plain-text line is written as `{"message":…}` into an arena
+//! of 64 KiB blocks shared by many events. Other objects (JSON arrays and
+//! streams, Mezmo bodies, non-canonical lines) are parsed into maps,
+//! stamped and serialised.
 
 use std::ops::Range;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use sediment_core::event::{Replaced, Scanner, Stamp};
 use sediment_core::{Event, Partition};
 use serde_json::{Map, Value};
@@ -57,9 +60,15 @@ struct Stamper<'r, F> {
     /// `stamp.meta` as JSON text, shared by the events kept as text.
     meta: Bytes,
     scanner: Scanner,
+    /// Where plain-text lines are written as `{"message":…}`, in blocks
+    /// shared by many events.
+    arena: BytesMut,
     replaced: &'r mut Replaced,
     sink: F,
 }
+
+/// Block size of [`Stamper::arena`].
+const ARENA_BLOCK: usize = 64 * 1024;
 
 impl<'r, F: FnMut(Event) -> Result<(), BodyError>> Stamper<'r, F> {
     fn new(text: Bytes, request: &'r Request, replaced: &'r mut Replaced, sink: F) -> Self {
@@ -68,6 +77,7 @@ impl<'r, F: FnMut(Event) -> Result<(), BodyError>> Stamper<'r, F> {
             stamp: request.stamp(),
             meta: Bytes::from(serde_json::to_vec(&request.meta).unwrap_or_default()),
             scanner: Scanner::default(),
+            arena: BytesMut::new(),
             replaced,
             sink,
         }
@@ -91,6 +101,29 @@ impl<F: FnMut(Event) -> Result<(), BodyError>> Objects for Stamper<'_, F> {
             self.replaced,
         ) {
             Some(event) => (self.sink)(event).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    fn text_line(&mut self, line: &str) -> Result<bool, BodyError> {
+        let arena = &mut self.arena;
+        if arena.capacity() - arena.len() < line.len() + 16 {
+            arena.reserve(ARENA_BLOCK.max(2 * line.len() + 16));
+        }
+        arena.extend_from_slice(b"{\"message\":");
+        // serde_json's escaping, as serialising the map would write it.
+        let _ = serde_json::to_writer((&mut *arena).writer(), line);
+        arena.extend_from_slice(b"}");
+        let text = arena.split().freeze();
+        match Event::stamp_json(
+            text,
+            &self.stamp,
+            &self.meta,
+            &mut self.scanner,
+            self.replaced,
+        ) {
+            Some(event) => (self.sink)(event).map(|()| true),
+            // Not reached: what serde_json writes is canonical.
             None => Ok(false),
         }
     }

@@ -149,6 +149,13 @@ pub trait Objects {
     fn line(&mut self, _body: &[u8], _range: std::ops::Range<usize>) -> Result<bool, BodyError> {
         Ok(false)
     }
+
+    /// One line of a plain-text body, before it becomes `{"message": line}`:
+    /// `true` when the receiver took it as it is (writing that object's text
+    /// itself); `false` hands the map to [`Objects::object`].
+    fn text_line(&mut self, _line: &str) -> Result<bool, BodyError> {
+        Ok(false)
+    }
 }
 
 impl<F: FnMut(Map<String, Value>) -> Result<(), BodyError>> Objects for F {
@@ -172,6 +179,10 @@ impl Objects for Checked<'_, '_> {
 
     fn line(&mut self, body: &[u8], range: std::ops::Range<usize>) -> Result<bool, BodyError> {
         self.each.line(body, range)
+    }
+
+    fn text_line(&mut self, line: &str) -> Result<bool, BodyError> {
+        self.each.text_line(line)
     }
 }
 
@@ -319,6 +330,9 @@ fn text(body: &[u8], each: &mut Each<'_>) -> Result<(), BodyError> {
                 e.valid_up_to() + 1
             ))
         })?;
+        if each.text_line(text)? {
+            continue;
+        }
         let mut event = Map::new();
         event.insert("message".into(), Value::String(text.to_owned()));
         each.object(event)?;
