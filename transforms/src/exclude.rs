@@ -13,7 +13,7 @@ use sediment_core::component::{
     BuildContext, ComponentKind, Factory, ParseContext, Transform, Validated, ValidatedTransform,
 };
 use sediment_core::config::{parse_typed, ConfigError};
-use sediment_core::event::{key_is, scan};
+use sediment_core::event::{key_is, scan, ID_FIELD, META_FIELD, TS_FIELD};
 use sediment_core::Event;
 use sediment_query::{Fields, Query, RuleSet};
 use serde::Deserialize;
@@ -142,12 +142,19 @@ impl Lookup {
         }
     }
 
-    /// Parses the values of `keys` out of `event`'s line.
-    fn fill(&mut self, event: &Event, keys: &[String]) {
-        self.line.clear();
-        event.write_json(&mut self.line);
+    /// Parses the values of `keys` out of `event`'s line: out of its own
+    /// text when no key is a reserved field (the other members are the
+    /// same), else out of the written line.
+    fn fill(&mut self, event: &Event, keys: &[String], reserved: bool) {
+        let text = if reserved {
+            self.line.clear();
+            event.write_json(&mut self.line);
+            &self.line[..]
+        } else {
+            event.text()
+        };
         self.present.fill(false);
-        for (key, value) in scan::members(&self.line) {
+        for (key, value) in scan::members(text) {
             let Some(i) = keys.iter().position(|k| key_is(key, k)) else {
                 continue;
             };
@@ -188,8 +195,11 @@ impl Transform for Exclude {
         self.counts.resize(self.counters.len(), 0);
         let (rules, counts, lookup) = (&self.rules, &mut self.counts, &mut self.lookup);
         let keys = rules.top_level_keys();
+        let reserved = keys
+            .iter()
+            .any(|k| matches!(k.as_str(), ID_FIELD | TS_FIELD | META_FIELD));
         events.retain(|event| {
-            lookup.fill(event, keys);
+            lookup.fill(event, keys, reserved);
             match rules.first_match(&Found { keys, lookup }) {
                 Some(rule) => {
                     counts[rule] += 1;
@@ -299,5 +309,56 @@ mod tests {
             .collect();
         assert_eq!(kept, by_map, "the lazy accessor decides as the map does");
         assert_eq!(kept.len(), 4, "{kept:?}");
+    }
+
+    #[test]
+    fn rules_on_reserved_fields_read_the_written_line() {
+        let rules = RuleSet::new(vec![
+            (
+                "meta".into(),
+                Query::parse("_meta.source:in AND level:x").unwrap(),
+            ),
+            ("ts".into(), Query::parse("_ts:2025*").unwrap()),
+        ]);
+        let mut x = Exclude {
+            lookup: Lookup::new(rules.top_level_keys().len()),
+            counters: (0..2)
+                .map(|i| prometheus::IntCounter::new(format!("r{i}"), "test").unwrap())
+                .collect(),
+            rules,
+            counts: Vec::new(),
+        };
+        let meta = json!({"source": "in"});
+        let meta_text = Bytes::from(serde_json::to_vec(&meta).unwrap());
+        let stamp = Stamp {
+            timestamp_fields: &[],
+            now_ms: 1_700_000_000_000,
+            meta: &meta,
+            trust_meta: false,
+        };
+        let mut events: Vec<Event> = [
+            r#"{"level":"x","_meta":{"source":"forged"}}"#,
+            r#"{"level":"y","_ts":"2025-01-01T00:00:00Z"}"#,
+            r#"{"level":"y","_ts":"junk"}"#,
+        ]
+        .into_iter()
+        .map(|t| {
+            Event::stamp_json(
+                Bytes::from(t),
+                &stamp,
+                &meta_text,
+                &mut Scanner::default(),
+                &mut Replaced::default(),
+            )
+            .unwrap()
+        })
+        .collect();
+        x.transform(&mut events);
+        assert_eq!(
+            events.len(),
+            1,
+            "sediment's _meta and the normalised _ts are matched"
+        );
+        assert_eq!(events[0].fields()["_ts"], "2023-11-14T22:13:20.000Z");
     }
 }

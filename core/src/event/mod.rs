@@ -313,6 +313,14 @@ impl Event {
         self.body.approximate_len()
     }
 
+    /// The object's own text, before the reserved fields are spliced in:
+    /// its members other than `_id`, `_ts` and `_meta` are exactly the
+    /// line's (canonical, each key once); what it holds of the reserved
+    /// fields may be stale (read those from [`Event::write_json`]).
+    pub fn text(&self) -> &[u8] {
+        &self.body.text
+    }
+
     /// Writes the archived form: one JSON object, no newline.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         self.body.write(self.time_ms, out);
