@@ -82,17 +82,10 @@ impl<'r, F: FnMut(Event) -> Result<(), BodyError>> Stamper<'r, F> {
             sink,
         }
     }
-}
 
-impl<F: FnMut(Event) -> Result<(), BodyError>> Objects for Stamper<'_, F> {
-    fn object(&mut self, object: Map<String, Value>) -> Result<(), BodyError> {
-        let event = Event::stamp_with(object, &self.stamp, self.replaced);
-        (self.sink)(event)
-    }
-
-    fn line(&mut self, body: &[u8], range: Range<usize>) -> Result<bool, BodyError> {
-        debug_assert_eq!(body.len(), self.text.len(), "lines of the shared text");
-        let text = self.text.slice(range);
+    /// Stamps `text` on the text path and hands the event on; `false` when the
+    /// text path declines it (the caller then takes the map path).
+    fn stamp_text(&mut self, text: Bytes) -> Result<bool, BodyError> {
         match Event::stamp_json(
             text,
             &self.stamp,
@@ -103,6 +96,18 @@ impl<F: FnMut(Event) -> Result<(), BodyError>> Objects for Stamper<'_, F> {
             Some(event) => (self.sink)(event).map(|()| true),
             None => Ok(false),
         }
+    }
+}
+
+impl<F: FnMut(Event) -> Result<(), BodyError>> Objects for Stamper<'_, F> {
+    fn object(&mut self, object: Map<String, Value>) -> Result<(), BodyError> {
+        let event = Event::stamp_with(object, &self.stamp, self.replaced);
+        (self.sink)(event)
+    }
+
+    fn line(&mut self, body: &[u8], range: Range<usize>) -> Result<bool, BodyError> {
+        debug_assert_eq!(body.len(), self.text.len(), "lines of the shared text");
+        self.stamp_text(self.text.slice(range))
     }
 
     fn text_line(&mut self, line: &str) -> Result<bool, BodyError> {
@@ -114,18 +119,9 @@ impl<F: FnMut(Event) -> Result<(), BodyError>> Objects for Stamper<'_, F> {
         // serde_json's escaping, as serialising the map would write it.
         let _ = serde_json::to_writer((&mut *arena).writer(), line);
         arena.extend_from_slice(b"}");
+        // What serde_json writes is canonical, so the text path takes it.
         let text = arena.split().freeze();
-        match Event::stamp_json(
-            text,
-            &self.stamp,
-            &self.meta,
-            &mut self.scanner,
-            self.replaced,
-        ) {
-            Some(event) => (self.sink)(event).map(|()| true),
-            // Not reached: what serde_json writes is canonical.
-            None => Ok(false),
-        }
+        self.stamp_text(text)
     }
 }
 
