@@ -9,7 +9,8 @@
 //! - [`plan`]: the listing pass; the selected objects go to a plan file, with a
 //!   tally of objects, bytes, requests and storage classes (the dry run, and the
 //!   cold-storage check made before anything is written).
-//! - [`read`]: one object: streamed download, gunzip, lines, id and time, filters.
+//! - [`read`]: one object: streamed download and gunzip on one thread, then
+//!   (`lines`) lines, id and time, filters on another.
 //! - [`dedup`]: exact per-hour de-duplication by id, spilling to disk.
 //! - [`engine`]: reads objects in parallel but consumes them in plan order, so
 //!   that output order, de-duplication and checkpoints are deterministic.
@@ -25,6 +26,7 @@ pub mod checkpoint;
 pub mod dedup;
 pub mod engine;
 pub mod layout;
+mod lines;
 pub mod output;
 pub mod plan;
 pub mod progress;

@@ -236,23 +236,28 @@ impl FileOutput {
     }
 
     fn commit(&mut self) -> Result<Committed, OutputError> {
-        let bytes = if self.gzip && !self.buffer.is_empty() {
-            gzip_member(&self.buffer)
+        // The buffer is written from where it is and kept: taking it would make
+        // the next commit's buffer grow by doubling again (a realloc and fresh
+        // pages every time, a tenth of the consumer's time when measured).
+        let compressed;
+        let bytes: &[u8] = if self.gzip && !self.buffer.is_empty() {
+            compressed = gzip_member(&self.buffer);
+            &compressed
         } else {
-            std::mem::take(&mut self.buffer)
+            &self.buffer
         };
-        self.buffer.clear();
         let at = |e: std::io::Error| {
             OutputError::Io(format!(
                 "cannot write the output file {}: {e}",
                 self.path.display()
             ))
         };
-        self.file.write_all(&bytes).map_err(at)?;
+        self.file.write_all(bytes).map_err(at)?;
         if self.regular {
             self.file.sync_data().map_err(at)?;
         }
         self.len += bytes.len() as u64;
+        self.buffer.clear();
         self.last_commit = Instant::now();
         Ok(Committed {
             position: self.pending.clone().unwrap_or_default(),

@@ -2,17 +2,19 @@
 //! transfer broke) → gunzip (every member) → lines → the id and time of each
 //! line → range and query filters → [`Chunk`]s for the consumer.
 //!
-//! Each object gets a download task on the runtime and an inflating thread on
-//! the blocking pool, joined by a small bounded channel; its chunks go out on
-//! another bounded channel, so an object read ahead of its turn holds at most
-//! [`CHUNKS_AHEAD`] chunks of [`CHUNK_BYTES`] in memory.
+//! Each object gets a download task on the runtime and, on the blocking pool,
+//! an inflating thread that cuts the text into blocks of whole lines, workers
+//! that judge the lines of alternate blocks and a thread that puts the judged
+//! blocks back in order ([`crate::lines`] says why), joined by bounded
+//! channels: an object read ahead of its turn holds a few blocks of
+//! [`BLOCK_BYTES`] and at most [`CHUNKS_AHEAD`] chunks in memory.
 //!
 //! Damage is reported, not fatal: a gzip stream that breaks ends the object at
 //! the last whole line before the break; a line that is not a JSON object is
 //! skipped and counted. Both are reported with the key and line number.
 
-use std::borrow::Cow;
 use std::io::Read;
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,21 +23,20 @@ use futures::StreamExt;
 use sediment_core::retry::Backoff;
 use sediment_core::storage::{ObjectStore, StorageError};
 use sediment_query::Query;
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
-use crate::dedup::id_key;
-use crate::time::{line_time_ms, TimeRange};
+use crate::lines::{self, Block, Finish};
+use crate::time::TimeRange;
 
-/// Bytes of kept lines per chunk.
-pub const CHUNK_BYTES: usize = 256 << 10;
 /// Chunks an object may have ready before its consumer takes them.
-pub const CHUNKS_AHEAD: usize = 4;
+pub const CHUNKS_AHEAD: usize = 2;
 /// Downloaded pieces waiting to be inflated.
 const PIECES_AHEAD: usize = 8;
-/// Line numbers kept per damaged object for the report.
-const BAD_LINES_REPORTED: usize = 5;
+/// Bytes of inflated text per block (a block is cut after the last whole
+/// line within this many bytes; a longer line makes a longer block).
+pub const BLOCK_BYTES: usize = 128 << 10;
+/// Blocks waiting for each worker.
+const BLOCKS_AHEAD: usize = 1;
 /// Storage retries: as uploads do, from 200 ms up to 30 s between attempts.
 const READ_BACKOFF: Backoff = Backoff {
     initial: Duration::from_millis(200),
@@ -69,12 +70,12 @@ pub struct Object {
 }
 
 impl Chunk {
-    /// An empty chunk with room for a full one, so that filling it never
-    /// reallocates (growing by doubling copied each chunk up to three times).
-    fn sized() -> Chunk {
+    /// An empty chunk with room for the kept lines of a block of `bytes`, so
+    /// that filling it never reallocates.
+    pub(crate) fn with_room(bytes: usize) -> Chunk {
         Chunk {
-            lines: Vec::with_capacity(CHUNK_BYTES + (16 << 10)),
-            records: Vec::with_capacity(1024),
+            lines: Vec::with_capacity(bytes + 1),
+            records: Vec::with_capacity(bytes / 128),
             ..Chunk::default()
         }
     }
@@ -165,15 +166,26 @@ pub fn start(
     replay: u64,
 ) -> mpsc::Receiver<ReadEvent> {
     let (pieces_tx, pieces_rx) = mpsc::channel::<Result<Bytes, String>>(PIECES_AHEAD);
+    let (spare_tx, spare_rx) = std::sync::mpsc::channel();
     let (events_tx, events_rx) = mpsc::channel(CHUNKS_AHEAD);
-    let key = object.key.clone();
-    let download = tokio::spawn(download(store, key.clone(), pieces_tx));
-    let events = events_tx.clone();
+    let download = tokio::spawn(download(store, object.key.clone(), pieces_tx));
+    let (workers, judged) = lines::channels(&spare_tx);
+    let mut blocks = Vec::with_capacity(lines::WORKERS);
+    for worker in workers {
+        let (tx, rx) = std::sync::mpsc::sync_channel(BLOCKS_AHEAD);
+        blocks.push(tx);
+        let (object, filters) = (object.clone(), filters.clone());
+        tokio::task::spawn_blocking(move || lines::work(rx, worker, &object, &filters, replay));
+    }
+    tokio::task::spawn_blocking(move || inflate(pieces_rx, &blocks, &spare_rx));
     tokio::task::spawn_blocking(move || {
-        let mut end = inflate(pieces_rx, &object, &filters, replay, &events);
-        let requests = futures::executor::block_on(download).unwrap_or(0);
-        end.requests = requests;
-        let _ = events.blocking_send(ReadEvent::Done(end));
+        let mut end = lines::sequence(&judged, &events_tx);
+        // The sequencer stops early when the consumer has gone (limit
+        // reached): the workers then stop at their next block, the inflating
+        // thread at its next send, the download at its next piece.
+        drop(judged);
+        end.requests = futures::executor::block_on(download).unwrap_or(0);
+        let _ = events_tx.blocking_send(ReadEvent::Done(end));
     });
     events_rx
 }
@@ -247,13 +259,15 @@ impl Read for Pieces {
     }
 }
 
+/// Inflates every gzip member of the object and cuts the text into blocks of
+/// whole lines, numbered by their first non-empty line, for the workers in
+/// turn; the last message says how the text ended. When the stream breaks,
+/// the whole lines before the break are sent and the partial one is not.
 fn inflate(
     rx: mpsc::Receiver<Result<Bytes, String>>,
-    object: &Object,
-    filters: &Filters,
-    replay: u64,
-    events: &mpsc::Sender<ReadEvent>,
-) -> ObjectEnd {
+    workers: &[SyncSender<Block>],
+    spare: &std::sync::mpsc::Receiver<Vec<u8>>,
+) {
     let pieces = Pieces {
         rx,
         current: Bytes::new(),
@@ -262,286 +276,84 @@ fn inflate(
     };
     let mut gz =
         flate2::bufread::MultiGzDecoder::new(std::io::BufReader::with_capacity(256 << 10, pieces));
-    let mut end = ObjectEnd::default();
-    let mut buf: Vec<u8> = Vec::with_capacity(512 << 10);
-    let mut chunk = Chunk::sized();
-    let mut raw: u64 = 0;
-    let mut filled = 0usize;
-    loop {
-        if buf.len() - filled < 128 << 10 {
-            buf.resize(filled + (256 << 10), 0);
+    let fresh = || {
+        let mut buf = spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BLOCK_BYTES + (64 << 10)));
+        buf.clear();
+        buf
+    };
+    let (mut raw, mut turn) = (0u64, 0usize);
+    // Sends `text` as the next block; `false` when the workers have gone.
+    let mut send = |text: Vec<u8>, raw: &mut u64| {
+        let first_raw = *raw;
+        *raw += text
+            .split(|&b| b == b'\n')
+            .filter(|line| !lines::is_blank(line))
+            .count() as u64;
+        let sent = workers[turn % workers.len()]
+            .send(Block::Lines { text, first_raw })
+            .is_ok();
+        turn += 1;
+        sent
+    };
+    let mut buf = fresh();
+    let mut filled = 0;
+    let broken = loop {
+        if buf.len() - filled < 64 << 10 {
+            let grown = (buf.len() * 2).max(BLOCK_BYTES + (64 << 10));
+            buf.resize(grown, 0);
         }
-        let n = match gz.read(&mut buf[filled..]) {
+        match gz.read(&mut buf[filled..]) {
             Ok(0) => {
-                // A last line without its newline is still a whole line at a clean end.
-                if filled > 0 {
-                    line(
-                        &buf[..filled],
-                        object,
-                        filters,
-                        replay,
-                        &mut raw,
-                        &mut chunk,
-                        &mut end,
-                    );
+                buf.truncate(filled);
+                if filled > 0 && !send(buf, &mut raw) {
+                    return;
                 }
-                break;
+                break None;
             }
-            Ok(n) => n,
+            Ok(n) => {
+                filled += n;
+                if filled < BLOCK_BYTES {
+                    continue;
+                }
+                // Cut after the last whole line; a longer line makes a longer block.
+                let Some(newline) = memchr::memrchr(b'\n', &buf[..filled]) else {
+                    continue;
+                };
+                let mut next = fresh();
+                next.extend_from_slice(&buf[newline + 1..filled]);
+                filled = next.len();
+                buf.truncate(newline + 1);
+                if !send(std::mem::replace(&mut buf, next), &mut raw) {
+                    return;
+                }
+            }
             Err(e) => {
+                if let Some(newline) = memchr::memrchr(b'\n', &buf[..filled]) {
+                    buf.truncate(newline + 1);
+                    if !send(buf, &mut raw) {
+                        return;
+                    }
+                }
                 let reader = gz.get_ref().get_ref();
-                let why = reader
-                    .failure
-                    .clone()
-                    .unwrap_or_else(|| format!("the gzip data is damaged ({e})"));
-                end.damage = Some(format!("{why}; restored up to line {raw}"));
-                break;
+                break Some(
+                    reader
+                        .failure
+                        .clone()
+                        .unwrap_or_else(|| format!("the gzip data is damaged ({e})")),
+                );
             }
-        };
-        filled += n;
-        let mut start = 0;
-        while let Some(pos) = memchr::memchr(b'\n', &buf[start..filled]) {
-            let l = &buf[start..start + pos];
-            line(l, object, filters, replay, &mut raw, &mut chunk, &mut end);
-            start += pos + 1;
-            if chunk.lines.len() >= CHUNK_BYTES || chunk.records.len() >= CHUNK_BYTES / 16 {
-                chunk.raw_end = raw;
-                if events
-                    .blocking_send(ReadEvent::Chunk(std::mem::replace(
-                        &mut chunk,
-                        Chunk::sized(),
-                    )))
-                    .is_err()
-                {
-                    return end;
-                }
-            }
-        }
-        buf.copy_within(start..filled, 0);
-        filled -= start;
-    }
-    end.bytes = gz.get_ref().get_ref().taken;
-    chunk.raw_end = raw;
-    let _ = events.blocking_send(ReadEvent::Chunk(chunk));
-    end
-}
-
-/// Judges one line; empty lines do not count.
-fn line(
-    text: &[u8],
-    object: &Object,
-    filters: &Filters,
-    replay: u64,
-    raw: &mut u64,
-    chunk: &mut Chunk,
-    end: &mut ObjectEnd,
-) {
-    let text = text.strip_suffix(b"\r").unwrap_or(text);
-    if text.iter().all(u8::is_ascii_whitespace) {
-        return;
-    }
-    let index = *raw;
-    *raw += 1;
-    let replayed = index < replay;
-    let mut scratch = LineCounts::default();
-    let c = if replayed {
-        &mut scratch
-    } else {
-        &mut chunk.counts
-    };
-    c.read += 1;
-    let fields = match scan(text, &filters.id_field, &filters.time_field) {
-        Ok(f) => f,
-        Err(_) => {
-            c.invalid += 1;
-            if !replayed {
-                end.invalid += 1;
-                if end.bad_lines.len() < BAD_LINES_REPORTED {
-                    end.bad_lines.push(index + 1);
-                }
-            }
-            return;
         }
     };
-    let in_range = match fields.time.as_deref().and_then(line_time_ms) {
-        Some(ms) => filters.range.contains(ms),
-        // No readable time: the hour its object is filed under decides.
-        None => filters.range.contains(object.hour * 1000),
+    let finish = Finish {
+        taken: gz.get_ref().get_ref().taken,
+        raw,
+        broken,
     };
-    if !in_range {
-        c.outside_range += 1;
-        return;
-    }
-    if let Some(query) = &filters.query {
-        let matched = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(text)
-            .is_ok_and(|event| query.matches(&event));
-        if !matched {
-            c.filtered += 1;
-            return;
-        }
-    }
-    if !replayed {
-        chunk.lines.extend_from_slice(text);
-        chunk.lines.push(b'\n');
-    }
-    chunk.records.push(Record {
-        end: chunk.lines.len(),
-        id: fields.id.as_deref().map(id_key),
-        raw: index,
-        replay: replayed,
-    });
-}
-
-/// The id (as text) and the raw time value of a line, found in one pass that
-/// checks the whole line is a JSON object without building it.
-#[derive(Debug, Default)]
-struct Fields<'a> {
-    id: Option<Cow<'a, str>>,
-    time: Option<Cow<'a, str>>,
-}
-
-fn scan<'a>(
-    line: &'a [u8],
-    id_field: &str,
-    time_field: &str,
-) -> Result<Fields<'a>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(line);
-    let fields = FieldsSeed {
-        id_field,
-        time_field,
-    }
-    .deserialize(&mut de)?;
-    de.end()?;
-    Ok(fields)
-}
-
-struct FieldsSeed<'f> {
-    id_field: &'f str,
-    time_field: &'f str,
-}
-
-impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
-    type Value = Fields<'de>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Fields<'de>, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FieldsSeed<'_> {
-    type Value = Fields<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-        let mut fields = Fields::default();
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            let key = key.as_str();
-            if key == self.id_field {
-                let raw: &'de RawValue = map.next_value()?;
-                fields.id = Some(text_of(raw));
-            } else if key == self.time_field {
-                let raw: &'de RawValue = map.next_value()?;
-                fields.time = Some(Cow::Borrowed(raw.get()));
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(fields)
-    }
-}
-
-/// A JSON string's content, or another value's JSON text (a numeric id).
-fn text_of(raw: &RawValue) -> Cow<'_, str> {
-    let text = raw.get();
-    if text.starts_with('"') {
-        match serde_json::from_str::<Cow<'_, str>>(text) {
-            Ok(Cow::Owned(s)) => Cow::Owned(s),
-            _ if !text.contains('\\') => Cow::Borrowed(&text[1..text.len() - 1]),
-            _ => Cow::Owned(text.to_owned()),
-        }
-    } else {
-        Cow::Borrowed(text)
-    }
-}
-
-/// An object key, borrowed from the line when it has no escapes.
-enum Key<'a> {
-    Borrowed(&'a str),
-    Owned(String),
-}
-
-impl Key<'_> {
-    fn as_str(&self) -> &str {
-        match self {
-            Key::Borrowed(s) => s,
-            Key::Owned(s) => s,
-        }
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key::Borrowed(s))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
-                Ok(Key::Owned(s.to_owned()))
-            }
-        }
-        d.deserialize_str(V)
-    }
+    let _ = workers[turn % workers.len()].send(Block::Last(finish));
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scan_finds_id_and_time_and_rejects_what_is_not_an_object() {
-        let f = scan(
-            br#"{"a":{"_id":"inner"},"_id":"x1","_ts":"2025-11-22T09:00:00.000Z","n":[1,2]}"#,
-            "_id",
-            "_ts",
-        )
-        .unwrap();
-        assert_eq!(
-            f.id.as_deref(),
-            Some("x1"),
-            "the top-level id, not a nested one"
-        );
-        assert_eq!(f.time.as_deref(), Some("\"2025-11-22T09:00:00.000Z\""));
-        assert_eq!(
-            line_time_ms(f.time.as_deref().unwrap()),
-            Some(1_763_802_000_000)
-        );
-        let escaped = scan(br#"{"_i\u0064":"e\"1","date":1763802000}"#, "_id", "date").unwrap();
-        assert_eq!(escaped.id.as_deref(), Some("e\"1"));
-        assert_eq!(
-            line_time_ms(escaped.time.as_deref().unwrap()),
-            Some(1_763_802_000_000)
-        );
-        let numeric = scan(br#"{"_id":42}"#, "_id", "_ts").unwrap();
-        assert_eq!(numeric.id.as_deref(), Some("42"));
-        for bad in [
-            &b"[1,2]"[..],
-            b"{\"a\":1",
-            b"{\"a\":1} x",
-            b"not json",
-            b"\"s\"",
-        ] {
-            assert!(
-                scan(bad, "_id", "_ts").is_err(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
-}
+#[path = "read_tests.rs"]
+mod tests;
