@@ -104,6 +104,14 @@ pub struct Replaced {
     pub metas: u64,
 }
 
+impl std::ops::AddAssign for Replaced {
+    fn add_assign(&mut self, other: Replaced) {
+        self.ids += other.ids;
+        self.timestamps += other.timestamps;
+        self.metas += other.metas;
+    }
+}
+
 impl Event {
     /// Builds an event from a JSON object with an authoritative `_meta`; see
     /// [`Event::stamp_with`] for the rules.
@@ -216,63 +224,36 @@ impl Event {
         scanner: &mut Scanner,
         replaced: &mut Replaced,
     ) -> Option<Event> {
-        let (mut id_at, mut ts_at, mut meta_at) = (None, None, None);
-        let names = stamp.timestamp_fields;
-        // The first of `names` (by its place in `names`) whose value parses.
-        let mut best: Option<(usize, i64)> = None;
-        let canonical = scanner.canonical_object(&text, &mut |key, value| {
-            match key {
-                b"_id" => id_at = Some(value.clone()),
-                b"_ts" => ts_at = Some(value.clone()),
-                b"_meta" => meta_at = Some(value.clone()),
-                _ => {}
-            }
-            let Some(i) = names.iter().position(|n| key_is(key, n)) else {
-                return;
-            };
-            if best.is_none_or(|(b, _)| i < b) {
-                if let Some(ms) = json_time_ms(&text[value]) {
-                    best = Some((i, ms));
-                }
-            }
-        });
-        if !canonical {
+        let scanned = Scanned::of(&text, stamp, scanner, &mut |_, _| {})?;
+        if scanned.len != text.len() {
             return None;
         }
-        let client_ts = ts_at.clone().map(|r| json_time_ms(&text[r]));
-        if client_ts == Some(None) {
-            replaced.timestamps += 1;
-        }
-        let time_ms = client_ts
-            .flatten()
-            .or(best.map(|(_, ms)| ms))
-            .unwrap_or(stamp.now_ms);
-        let new_id = match &id_at {
-            // A non-empty string: `""` is the only empty one in canonical form.
-            Some(r) if text[r.clone()].starts_with(b"\"") && r.len() > 2 => None,
-            Some(_) => {
-                replaced.ids += 1;
-                Some(uuid::Uuid::now_v7().into_bytes())
-            }
-            None => Some(uuid::Uuid::now_v7().into_bytes()),
-        };
-        let meta = match &meta_at {
-            Some(r) if stamp.trust_meta && text[r.start] == b'{' => None,
-            Some(_) => {
-                replaced.metas += 1;
-                Some(meta.clone())
-            }
-            None => Some(meta.clone()),
-        };
-        let object = JsonObject {
-            id_at: id_at.map(Span::new),
-            new_id,
-            ts: ts_at.map_or(Ts::Append, |r| Ts::Replace(Span::new(r))),
-            meta_at: meta_at.map(Span::new),
-            meta,
-            text,
-        };
-        Some(Event::from_body(object, time_ms))
+        Some(scanned.stamp(text, stamp, meta, replaced))
+    }
+
+    /// [`Event::stamp_json`] of the object in canonical form that starts at
+    /// `start` in `buf` (an element of a JSON array, the rest of the array
+    /// after it): the event, its text a slice of `buf`, and where the object
+    /// ends in `buf`; `None` when no object in canonical form starts there,
+    /// and then nothing was counted. `top` is told each of the object's
+    /// top-level members as [`Scanner::canonical_object`] tells them (the
+    /// value's range within the object), for a caller that needs more of the
+    /// object than the reserved fields.
+    pub fn stamp_json_at(
+        buf: &Bytes,
+        start: usize,
+        stamp: &Stamp<'_>,
+        meta: &Bytes,
+        scanner: &mut Scanner,
+        replaced: &mut Replaced,
+        top: &mut scan::TopMember<'_>,
+    ) -> Option<(Event, usize)> {
+        let scanned = Scanned::of(buf.get(start..)?, stamp, scanner, top)?;
+        let end = start + scanned.len;
+        Some((
+            scanned.stamp(buf.slice(start..end), stamp, meta, replaced),
+            end,
+        ))
     }
 
     /// An event of sediment's own making, written straight as JSON text (the
@@ -330,6 +311,98 @@ impl Event {
     pub fn write_ndjson(&self, out: &mut Vec<u8>) {
         self.write_json(out);
         out.push(b'\n');
+    }
+}
+
+/// What the scan of an object in canonical form found of its reserved
+/// fields and event time, before anything is counted.
+struct Scanned {
+    /// The object's length.
+    len: usize,
+    id_at: Option<std::ops::Range<usize>>,
+    ts_at: Option<std::ops::Range<usize>>,
+    meta_at: Option<std::ops::Range<usize>>,
+    /// The client's `_ts`, `None` inside when it does not parse.
+    client_ts: Option<Option<i64>>,
+    /// The first of the timestamp fields that parses.
+    best: Option<i64>,
+}
+
+impl Scanned {
+    /// Scans the object in canonical form that `text` starts with.
+    fn of(
+        text: &[u8],
+        stamp: &Stamp<'_>,
+        scanner: &mut Scanner,
+        top: &mut scan::TopMember<'_>,
+    ) -> Option<Scanned> {
+        let (mut id_at, mut ts_at, mut meta_at) = (None, None, None);
+        let names = stamp.timestamp_fields;
+        // The first of `names` (by its place in `names`) whose value parses.
+        let mut best: Option<(usize, i64)> = None;
+        let len = scanner.leading_object(text, &mut |key, value| {
+            match key {
+                b"_id" => id_at = Some(value.clone()),
+                b"_ts" => ts_at = Some(value.clone()),
+                b"_meta" => meta_at = Some(value.clone()),
+                _ => {}
+            }
+            if let Some(i) = names.iter().position(|n| key_is(key, n)) {
+                if best.is_none_or(|(b, _)| i < b) {
+                    if let Some(ms) = json_time_ms(&text[value.clone()]) {
+                        best = Some((i, ms));
+                    }
+                }
+            }
+            top(key, value);
+        })?;
+        let client_ts = ts_at.clone().map(|r| json_time_ms(&text[r]));
+        Some(Scanned {
+            len,
+            id_at,
+            ts_at,
+            meta_at,
+            client_ts,
+            best: best.map(|(_, ms)| ms),
+        })
+    }
+
+    /// The event of `text` (the object scanned), counting what is replaced.
+    fn stamp(self, text: Bytes, stamp: &Stamp<'_>, meta: &Bytes, replaced: &mut Replaced) -> Event {
+        if self.client_ts == Some(None) {
+            replaced.timestamps += 1;
+        }
+        let time_ms = self
+            .client_ts
+            .flatten()
+            .or(self.best)
+            .unwrap_or(stamp.now_ms);
+        let new_id = match &self.id_at {
+            // A non-empty string: `""` is the only empty one in canonical form.
+            Some(r) if text[r.clone()].starts_with(b"\"") && r.len() > 2 => None,
+            Some(_) => {
+                replaced.ids += 1;
+                Some(uuid::Uuid::now_v7().into_bytes())
+            }
+            None => Some(uuid::Uuid::now_v7().into_bytes()),
+        };
+        let meta = match &self.meta_at {
+            Some(r) if stamp.trust_meta && text[r.start] == b'{' => None,
+            Some(_) => {
+                replaced.metas += 1;
+                Some(meta.clone())
+            }
+            None => Some(meta.clone()),
+        };
+        let object = JsonObject {
+            id_at: self.id_at.map(Span::new),
+            new_id,
+            ts: self.ts_at.map_or(Ts::Append, |r| Ts::Replace(Span::new(r))),
+            meta_at: self.meta_at.map(Span::new),
+            meta,
+            text,
+        };
+        Event::from_body(object, time_ms)
     }
 }
 

@@ -56,11 +56,16 @@ impl Scanner {
     /// it (see the module docs). `top` is called for each top-level member;
     /// when the answer is `false`, what it was told must be ignored.
     pub fn canonical_object(&mut self, text: &[u8], top: &mut TopMember<'_>) -> bool {
+        self.leading_object(text, top) == Some(text.len())
+    }
+
+    /// The length of the JSON object in canonical form that `text` starts
+    /// with (an element of a JSON array, say, followed by the rest of the
+    /// array), or `None` when it does not start with one. `top` is called as
+    /// for [`Scanner::canonical_object`], with ranges within `text`.
+    pub fn leading_object(&mut self, text: &[u8], top: &mut TopMember<'_>) -> Option<usize> {
         if text.first() != Some(&b'{') || text.len() > u32::MAX as usize {
-            return false;
-        }
-        if std::str::from_utf8(text).is_err() {
-            return false;
+            return None;
         }
         self.keys.clear();
         let mut cur = Cursor {
@@ -68,7 +73,13 @@ impl Scanner {
             i: 0,
             scanner: self,
         };
-        cur.object(1, Some(top)) && cur.i == text.len()
+        if !cur.object(1, Some(top)) {
+            return None;
+        }
+        let end = cur.i;
+        // The walk reads bytes from 0x20 up inside strings as characters; the
+        // object's text is only canonical if they are valid UTF-8.
+        std::str::from_utf8(&text[..end]).is_ok().then_some(end)
     }
 }
 
@@ -464,6 +475,23 @@ mod tests {
         let keys: Vec<&[u8]> = walked.iter().map(|(k, _)| &k[..]).collect();
         assert_eq!(keys, [&b"a"[..], b"c", b"d", b"f"]);
         assert_eq!(walked[1].1, br#""x\"}""#);
+    }
+
+    #[test]
+    fn a_leading_object_is_measured_in_longer_text() {
+        let leading = |t: &[u8]| Scanner::default().leading_object(t, &mut |_, _| {});
+        assert_eq!(leading(br#"{"a":[1,{"b":"}"}]},{"c":2}]"#), Some(19));
+        assert_eq!(leading(br#"{"a":1}"#), Some(7));
+        assert_eq!(leading(br#"{"a":1} ,"#), Some(7));
+        assert_eq!(leading(br#"{"a": 1},"#), None);
+        assert_eq!(leading(br#"{"a":1"#), None);
+        assert_eq!(leading(b"{\"a\":\"\xff\"},"), None, "not UTF-8");
+        assert_eq!(
+            leading(b"{\"a\":1},\xff"),
+            Some(7),
+            "what follows is not read"
+        );
+        assert_eq!(leading(br#" {"a":1}"#), None);
     }
 
     #[test]

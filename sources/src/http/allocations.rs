@@ -1,6 +1,7 @@
 //! Allocations per event on the HTTP path (parse, stamp, batch), counted by
-//! a counting allocator: an NDJSON body of canonical lines against the same
-//! objects sent as a JSON array, which still takes the map path.
+//! a counting allocator: the same objects as canonical NDJSON lines, a JSON
+//! array and a Mezmo body (the text path), and as a pretty-printed JSON
+//! array and Mezmo body (not in canonical form: the map path).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -84,7 +85,7 @@ fn per_event(body: Vec<u8>, format: Format) -> (f64, f64) {
 }
 
 #[test]
-fn canonical_ndjson_and_plain_text_lines_cost_no_allocation_per_event() {
+fn canonical_lines_elements_and_plain_text_cost_no_allocation_per_event() {
     let objects: Vec<_> = (0..EVENTS)
         .map(|i| {
             let level = ["INFO", "WARN", "ERROR", "DEBUG"][i % 4];
@@ -102,20 +103,43 @@ fn canonical_ndjson_and_plain_text_lines_cost_no_allocation_per_event() {
         ndjson.push(b'\n');
     }
     let array = serde_json::to_vec(&objects).unwrap();
+    let pretty_array = serde_json::to_vec_pretty(&objects).unwrap();
+    let lines: Vec<_> = objects
+        .iter()
+        .map(|o| {
+            let mut line = o.clone();
+            let message = line.as_object_mut().unwrap().remove("message").unwrap();
+            let mut mezmo = serde_json::Map::new();
+            mezmo.insert("line".into(), message);
+            mezmo.extend(line.as_object().unwrap().clone());
+            mezmo
+        })
+        .collect();
+    let mezmo = serde_json::to_vec(&json!({ "lines": lines })).unwrap();
+    let pretty_mezmo = serde_json::to_vec_pretty(&json!({ "lines": lines })).unwrap();
     let plain: Vec<u8> = objects
         .iter()
         .flat_map(|o| format!("{}\n", o["message"].as_str().unwrap()).into_bytes())
         .collect();
     let (text_n, text_b) = per_event(ndjson, Format::Ndjson);
-    let (map_n, map_b) = per_event(array, Format::Json);
+    let (array_n, array_b) = per_event(array, Format::Json);
+    let (mezmo_n, mezmo_b) = per_event(mezmo, Format::Mezmo);
+    let (map_n, map_b) = per_event(pretty_array, Format::Json);
+    let (map_mezmo_n, map_mezmo_b) = per_event(pretty_mezmo, Format::Mezmo);
     let (plain_n, plain_b) = per_event(plain, Format::Text);
     eprintln!(
-        "allocations per event: text path {text_n:.2} ({text_b:.0} bytes), plain text {plain_n:.2} ({plain_b:.0} bytes), map path {map_n:.2} ({map_b:.0} bytes); an event header is {} bytes",
+        "allocations per event: text path: NDJSON {text_n:.2} ({text_b:.0} bytes), JSON array {array_n:.2} ({array_b:.0} bytes), Mezmo {mezmo_n:.2} ({mezmo_b:.0} bytes), plain text {plain_n:.2} ({plain_b:.0} bytes); map path (pretty-printed): JSON array {map_n:.2} ({map_b:.0} bytes), Mezmo {map_mezmo_n:.2} ({map_mezmo_b:.0} bytes); an event header is {} bytes",
         std::mem::size_of::<sediment_core::Event>()
     );
     assert!(map_n > 10.0, "the map path allocates per field: {map_n}");
+    assert!(
+        map_mezmo_n > 10.0,
+        "the map path allocates per field: {map_mezmo_n}"
+    );
     // The batch's Vec grows by doubling, the meta is written once: well under one per event.
     assert!(text_n < 0.1, "the text path allocates per event: {text_n}");
+    assert!(array_n < 0.1, "JSON arrays allocate per event: {array_n}");
+    assert!(mezmo_n < 0.1, "Mezmo bodies allocate per event: {mezmo_n}");
     assert!(plain_n < 0.1, "plain text allocates per event: {plain_n}");
     // The event headers (one Vec sized from the line count) and nothing else.
     let header = std::mem::size_of::<sediment_core::Event>() as f64;
@@ -123,4 +147,13 @@ fn canonical_ndjson_and_plain_text_lines_cost_no_allocation_per_event() {
         text_b < header + 8.0,
         "{text_b} bytes per event, {header} a header"
     );
+    // An array's length is not counted first: its Vec grows by doubling,
+    // which allocates about twice the headers in all (4 + 8 + … + 512
+    // headers for 500 events).
+    for (what, bytes) in [("JSON array", array_b), ("Mezmo", mezmo_b)] {
+        assert!(
+            bytes < 2.5 * header,
+            "{what}: {bytes} bytes per event, {header} a header"
+        );
+    }
 }

@@ -20,14 +20,17 @@
 //! (the body, or its decompressed text), shared by all the request's events:
 //! such an event costs its small header on top of the text the request holds
 //! anyway. A plain-text line is written as `{"message":…}` into an arena
-//! of 64 KiB blocks shared by many events. Other objects (JSON arrays and
-//! streams, Mezmo bodies, non-canonical lines) are parsed into maps,
+//! of 64 KiB blocks shared by many events. The elements of a JSON array
+//! and the lines of a Mezmo body are taken the same way as NDJSON lines
+//! when they are objects in canonical form (a slice of the buffer each).
+//! Other objects (pretty-printed or concatenated JSON documents,
+//! non-canonical lines or elements, JSON strings) are parsed into maps,
 //! stamped and serialised.
 
 use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use sediment_core::event::{Replaced, Scanner, Stamp};
+use sediment_core::event::{key_is, Replaced, Scanner, Stamp};
 use sediment_core::{Event, Partition};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -108,6 +111,41 @@ impl<F: FnMut(Event) -> Result<(), BodyError>> Objects for Stamper<'_, F> {
     fn line(&mut self, body: &[u8], range: Range<usize>) -> Result<bool, BodyError> {
         debug_assert_eq!(body.len(), self.text.len(), "lines of the shared text");
         self.stamp_text(self.text.slice(range))
+    }
+
+    fn element(
+        &mut self,
+        body: &[u8],
+        start: usize,
+        mezmo: bool,
+    ) -> Result<Option<usize>, BodyError> {
+        debug_assert_eq!(body.len(), self.text.len(), "elements of the shared text");
+        // Counted only when taken: a Mezmo line without its `line` is not.
+        let mut replaced = Replaced::default();
+        let mut has_line = false;
+        let object = &self.text[start..];
+        let Some((event, end)) = Event::stamp_json_at(
+            &self.text,
+            start,
+            &self.stamp,
+            &self.meta,
+            &mut self.scanner,
+            &mut replaced,
+            &mut |key, value| {
+                // What the map path asks of a Mezmo line: a string `line`.
+                if mezmo && key_is(key, "line") {
+                    has_line = object[value.start] == b'"';
+                }
+            },
+        ) else {
+            return Ok(None);
+        };
+        if mezmo && !has_line {
+            return Ok(None);
+        }
+        *self.replaced += replaced;
+        (self.sink)(event)?;
+        Ok(Some(end))
     }
 
     fn text_line(&mut self, line: &str) -> Result<bool, BodyError> {

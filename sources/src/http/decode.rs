@@ -150,6 +150,22 @@ pub trait Objects {
         Ok(false)
     }
 
+    /// One element of a JSON array (a JSON body's, or a Mezmo body's
+    /// `lines`, `mezmo` set) that starts with `{` at `start` of `body`,
+    /// before it is parsed: `Some(end)` when the receiver took
+    /// `body[start..end]` as it is (an object in canonical form, see
+    /// `sediment_core::event::scan`; for Mezmo, one with a string `line`);
+    /// then it is not parsed. `None` parses it and hands it to
+    /// [`Objects::object`], with the errors of a malformed element.
+    fn element(
+        &mut self,
+        _body: &[u8],
+        _start: usize,
+        _mezmo: bool,
+    ) -> Result<Option<usize>, BodyError> {
+        Ok(None)
+    }
+
     /// One line of a plain-text body, before it becomes `{"message": line}`:
     /// `true` when the receiver took it as it is (writing that object's text
     /// itself); `false` hands the map to [`Objects::object`].
@@ -181,6 +197,15 @@ impl Objects for Checked<'_, '_> {
         self.each.line(body, range)
     }
 
+    fn element(
+        &mut self,
+        body: &[u8],
+        start: usize,
+        mezmo: bool,
+    ) -> Result<Option<usize>, BodyError> {
+        self.each.element(body, start, mezmo)
+    }
+
     fn text_line(&mut self, line: &str) -> Result<bool, BodyError> {
         self.each.text_line(line)
     }
@@ -204,6 +229,23 @@ pub fn parse(body: &[u8], format: Format) -> Result<Vec<Map<String, Value>>, Bod
 /// refuses the body, after every object was seen, so a caller that keeps
 /// nothing until the end stays all-or-nothing.
 pub fn for_each_object(body: &[u8], format: Format, each: &mut Each<'_>) -> Result<(), BodyError> {
+    objects(body, format, each, true)
+}
+
+/// [`for_each_object`] without the walk over arrays: a JSON array or a Mezmo
+/// body streamed by `serde_json` alone, every element handed over as a map
+/// (the reference that tests hold the walk to).
+#[cfg(test)]
+pub fn for_each_object_streamed(
+    body: &[u8],
+    format: Format,
+    each: &mut Each<'_>,
+) -> Result<(), BodyError> {
+    objects(body, format, each, false)
+}
+
+/// [`for_each_object`], arrays walked (see [`walk_array`]) when `walk` is set.
+fn objects(body: &[u8], format: Format, each: &mut Each<'_>, walk: bool) -> Result<(), BodyError> {
     let mut checked = Checked {
         each,
         rounded: false,
@@ -211,11 +253,11 @@ pub fn for_each_object(body: &[u8], format: Format, each: &mut Each<'_>) -> Resu
     {
         match format {
             Format::Ndjson => ndjson(body, &mut checked),
-            Format::Json => json(body, &mut checked),
+            Format::Json => json(body, &mut checked, walk),
             Format::Text => text(body, &mut checked),
-            Format::Mezmo => mezmo(body, &mut checked),
+            Format::Mezmo => mezmo(body, &mut checked, walk),
             Format::Sniff => match body.iter().find(|b| !b.is_ascii_whitespace()) {
-                Some(b'[') => json(body, &mut checked),
+                Some(b'[') => json(body, &mut checked, walk),
                 // A pretty-printed object spans lines: its first line is not a whole value.
                 Some(b'{') if first_line_incomplete(body) => json_stream(body, &mut checked),
                 Some(b'{') => ndjson(body, &mut checked),
@@ -234,9 +276,12 @@ pub fn for_each_object(body: &[u8], format: Format, each: &mut Each<'_>) -> Resu
 fn ndjson(body: &[u8], each: &mut Each<'_>) -> Result<(), BodyError> {
     for (index, line) in body.split(|b| *b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.first() == Some(&b'{') {
-            let start = line.as_ptr() as usize - body.as_ptr() as usize;
-            if each.line(body, start..start + line.len())? {
+        // White space around the object is JSON's to skip: the object parses
+        // to the same map with or without it.
+        let object = trim_json_whitespace(line);
+        if object.first() == Some(&b'{') {
+            let start = object.as_ptr() as usize - body.as_ptr() as usize;
+            if each.line(body, start..start + object.len())? {
                 continue;
             }
         } else if line.iter().all(u8::is_ascii_whitespace) {
@@ -259,22 +304,155 @@ fn ndjson(body: &[u8], each: &mut Each<'_>) -> Result<(), BodyError> {
     Ok(())
 }
 
-/// `application/json`: one array, streamed element by element; anything else
-/// is read as a sequence of JSON documents (one object, NDJSON sent under the
-/// wrong label, pretty-printed objects one after another).
-fn json(body: &[u8], each: &mut Each<'_>) -> Result<(), BodyError> {
+/// `application/json`: one array, walked element by element (objects in
+/// canonical form handed over as text, see [`walk_array`]) and streamed by
+/// `serde_json` from where the walk stops; anything else is read as a
+/// sequence of JSON documents (one object, NDJSON sent under the wrong
+/// label, pretty-printed objects one after another).
+fn json(body: &[u8], each: &mut Checked<'_, '_>, walk: bool) -> Result<(), BodyError> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
         return json_stream(body, each);
     }
+    let skip = match walk {
+        true => match walk_json(body, each)? {
+            Walked::All => return Ok(()),
+            Walked::Stopped(taken) => taken,
+        },
+        false => 0,
+    };
     let mut failure = None;
     let mut de = serde_json::Deserializer::from_slice(body);
+    let mut rounded = false;
     let elements = Elements {
         each,
         failure: &mut failure,
         what: Elements::ARRAY,
+        skip,
+        rounded: &mut rounded,
     };
     let result = serde::Deserializer::deserialize_seq(&mut de, elements).and_then(|()| de.end());
+    each.rounded |= rounded;
     streamed(failure, result)
+}
+
+/// How far a walk over a body's array got.
+enum Walked {
+    /// Through the whole body: every element was handed over.
+    All,
+    /// The body needs `serde_json`'s streaming parse for the rest (and its
+    /// error messages): this many elements were handed over already.
+    Stopped(usize),
+}
+
+/// A JSON body's array, walked element by element (see [`walk_array`]).
+fn walk_json(body: &[u8], each: &mut Each<'_>) -> Result<Walked, BodyError> {
+    let open = skip_whitespace(body, 0);
+    if body.get(open) != Some(&b'[') {
+        return Ok(Walked::Stopped(0));
+    }
+    Ok(match walk_array(body, open, each, Elements::ARRAY)? {
+        Walk::Stopped(taken) => Walked::Stopped(taken),
+        Walk::Closed { end, taken } if skip_whitespace(body, end) != body.len() => {
+            Walked::Stopped(taken)
+        }
+        Walk::Closed { .. } => Walked::All,
+    })
+}
+
+/// How far [`walk_array`] got.
+enum Walk {
+    /// The array ends before `end` (after its `]`); `taken` elements.
+    Closed { end: usize, taken: usize },
+    /// Stopped after `taken` elements, at something only `serde_json`'s
+    /// streaming parse handles exactly (malformed JSON, deep nesting).
+    Stopped(usize),
+}
+
+/// Deeper nesting than this in an element parsed on its own stops the walk:
+/// the streaming parse, one or two levels deeper, then applies its own
+/// recursion limit (128) and its error.
+const WALK_DEPTH: usize = 100;
+
+/// Walks the array whose `[` is at `open`, handing each element to `each`
+/// as the streaming parse would (in order, numbered from 0, with the same
+/// errors for elements of the wrong kind): an object first as text
+/// ([`Objects::element`]), otherwise (or when declined) parsed on its own
+/// and handed over as a map. Whatever the walk does not read exactly as the
+/// streaming parse does — anything malformed — stops it, and the caller
+/// resumes with the streaming parse, which skips the elements handed over
+/// (all valid JSON) and gives today's errors.
+fn walk_array(
+    body: &[u8],
+    open: usize,
+    each: &mut Each<'_>,
+    what: &'static str,
+) -> Result<Walk, BodyError> {
+    let mezmo = what == Elements::MEZMO;
+    let mut i = skip_whitespace(body, open + 1);
+    if body.get(i) == Some(&b']') {
+        return Ok(Walk::Closed {
+            end: i + 1,
+            taken: 0,
+        });
+    }
+    let mut taken = 0;
+    loop {
+        let taken_as_text = match body.get(i) {
+            Some(b'{') => each.element(body, i, mezmo)?,
+            _ => None,
+        };
+        i = match taken_as_text {
+            Some(end) => end,
+            None => {
+                let mut alone =
+                    serde_json::Deserializer::from_slice(&body[i..]).into_iter::<Value>();
+                let Some(Ok(value)) = alone.next() else {
+                    return Ok(Walk::Stopped(taken));
+                };
+                if deeper_than(&value, WALK_DEPTH) {
+                    return Ok(Walk::Stopped(taken));
+                }
+                take(each, what, taken, value)?;
+                i + alone.byte_offset()
+            }
+        };
+        taken += 1;
+        i = skip_whitespace(body, i);
+        match body.get(i) {
+            Some(b',') => i = skip_whitespace(body, i + 1),
+            Some(b']') => return Ok(Walk::Closed { end: i + 1, taken }),
+            _ => return Ok(Walk::Stopped(taken)),
+        }
+    }
+}
+
+/// Whether `value` nests deeper than `limit` arrays and objects (itself one).
+fn deeper_than(value: &Value, limit: usize) -> bool {
+    match value {
+        _ if limit == 0 => matches!(value, Value::Array(_) | Value::Object(_)),
+        Value::Array(items) => items.iter().any(|v| deeper_than(v, limit - 1)),
+        Value::Object(m) => m.values().any(|v| deeper_than(v, limit - 1)),
+        _ => false,
+    }
+}
+
+/// The first index from `i` that is not JSON white space (what `serde_json`
+/// skips: space, tab, line feed, carriage return).
+fn skip_whitespace(body: &[u8], mut i: usize) -> usize {
+    while matches!(body.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// `line` without the JSON white space around it.
+fn trim_json_whitespace(line: &[u8]) -> &[u8] {
+    let start = skip_whitespace(line, 0);
+    let end = line
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .map_or(start, |i| i + 1);
+    &line[start..end.max(start)]
 }
 
 /// The result of a streamed parse: the consumer's error if it stopped it, else
@@ -340,16 +518,56 @@ fn text(body: &[u8], each: &mut Each<'_>) -> Result<(), BodyError> {
     Ok(())
 }
 
-/// Mezmo's `{"lines": [...]}`, its lines streamed one by one.
-fn mezmo(body: &[u8], each: &mut Each<'_>) -> Result<(), BodyError> {
+/// Mezmo's `{"lines": [...]}`, its lines walked (see [`walk_mezmo`]) or
+/// streamed one by one.
+fn mezmo(body: &[u8], each: &mut Checked<'_, '_>, walk: bool) -> Result<(), BodyError> {
+    let skip = match walk {
+        true => match walk_mezmo(body, each)? {
+            Walked::All => return Ok(()),
+            Walked::Stopped(taken) => taken,
+        },
+        false => 0,
+    };
     let mut failure = None;
     let mut de = serde_json::Deserializer::from_slice(body);
+    let mut rounded = false;
     let root = MezmoRoot {
         each,
         failure: &mut failure,
+        skip,
+        rounded: &mut rounded,
     };
     let result = serde::Deserializer::deserialize_map(&mut de, root).and_then(|()| de.end());
+    each.rounded |= rounded;
     streamed(failure, result)
+}
+
+/// A Mezmo body as agents send it, `{"lines":[...]}`, walked element by
+/// element (see [`walk_array`]); any other shape (other members, `lines`
+/// not first) is left to the streaming parse.
+fn walk_mezmo(body: &[u8], each: &mut Each<'_>) -> Result<Walked, BodyError> {
+    let root = skip_whitespace(body, 0);
+    let key = skip_whitespace(body, root + 1);
+    let colon = skip_whitespace(body, key + br#""lines""#.len());
+    let open = skip_whitespace(body, colon + 1);
+    if body.get(root) != Some(&b'{')
+        || !body[key.min(body.len())..].starts_with(br#""lines""#)
+        || body.get(colon) != Some(&b':')
+        || body.get(open) != Some(&b'[')
+    {
+        return Ok(Walked::Stopped(0));
+    }
+    Ok(match walk_array(body, open, each, Elements::MEZMO)? {
+        Walk::Stopped(taken) => Walked::Stopped(taken),
+        Walk::Closed { end, taken } => {
+            let close = skip_whitespace(body, end);
+            if body.get(close) == Some(&b'}') && skip_whitespace(body, close + 1) == body.len() {
+                Walked::All
+            } else {
+                Walked::Stopped(taken)
+            }
+        }
+    })
 }
 
 /// Visits an array, handing each element to `each` as it is parsed.
@@ -357,37 +575,45 @@ struct Elements<'a, 'b> {
     each: &'a mut Each<'b>,
     failure: &'a mut Option<BodyError>,
     what: &'static str,
+    /// Leading elements handed over already (by [`walk_array`]), skipped.
+    skip: usize,
+    /// Set when a skipped element holds a number a parser may have rounded:
+    /// those taken as text were not seen by [`Checked`], and a Mezmo body's
+    /// other members can hold the integer that refuses the body.
+    rounded: &'a mut bool,
 }
 
 impl Elements<'_, '_> {
     const ARRAY: &'static str = "array";
     const MEZMO: &'static str = "mezmo";
+}
 
-    fn take(&mut self, i: usize, value: Value) -> Result<(), BodyError> {
-        let object = if self.what == Self::MEZMO {
-            match value {
-                Value::Object(m) if m.get("line").is_some_and(Value::is_string) => m,
-                Value::Object(_) => {
-                    return Err(BodyError::Malformed(format!(
-                        "lines[{i}]: missing the string field `line`"
-                    )))
-                }
-                other => {
-                    return Err(BodyError::Malformed(format!(
-                        "lines[{i}]: expected an object, found {}",
-                        kind(&other)
-                    )))
-                }
+/// Hands element `i` of an array (`what`: [`Elements::ARRAY`] or
+/// [`Elements::MEZMO`]) to `each`, or refuses it.
+fn take(each: &mut Each<'_>, what: &'static str, i: usize, value: Value) -> Result<(), BodyError> {
+    let object = if what == Elements::MEZMO {
+        match value {
+            Value::Object(m) if m.get("line").is_some_and(Value::is_string) => m,
+            Value::Object(_) => {
+                return Err(BodyError::Malformed(format!(
+                    "lines[{i}]: missing the string field `line`"
+                )))
             }
-        } else {
-            to_object(value).map_err(|what| {
-                BodyError::Malformed(format!(
-                    "element {i} of the array: expected a JSON object or string, found {what}"
-                ))
-            })?
-        };
-        self.each.object(object)
-    }
+            other => {
+                return Err(BodyError::Malformed(format!(
+                    "lines[{i}]: expected an object, found {}",
+                    kind(&other)
+                )))
+            }
+        }
+    } else {
+        to_object(value).map_err(|what| {
+            BodyError::Malformed(format!(
+                "element {i} of the array: expected a JSON object or string, found {what}"
+            ))
+        })?
+    };
+    each.object(object)
 }
 
 impl<'de> serde::de::Visitor<'de> for Elements<'_, '_> {
@@ -401,10 +627,18 @@ impl<'de> serde::de::Visitor<'de> for Elements<'_, '_> {
         })
     }
 
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut i = 0;
+        // Valid JSON, each of them; parsed again for the rounding check only.
+        while i < self.skip {
+            let Some(value) = seq.next_element::<Value>()? else {
+                return Ok(());
+            };
+            *self.rounded = *self.rounded || maybe_rounded(&value);
+            i += 1;
+        }
         while let Some(value) = seq.next_element::<Value>()? {
-            if let Err(e) = self.take(i, value) {
+            if let Err(e) = take(self.each, self.what, i, value) {
                 *self.failure = Some(e);
                 return Err(serde::de::Error::custom("stopped"));
             }
@@ -426,6 +660,10 @@ impl<'de> serde::de::DeserializeSeed<'de> for Elements<'_, '_> {
 struct MezmoRoot<'a, 'b> {
     each: &'a mut Each<'b>,
     failure: &'a mut Option<BodyError>,
+    /// Leading elements of `lines` handed over already, skipped.
+    skip: usize,
+    /// See [`Elements::rounded`].
+    rounded: &'a mut bool,
 }
 
 impl<'de> serde::de::Visitor<'de> for MezmoRoot<'_, '_> {
@@ -444,6 +682,8 @@ impl<'de> serde::de::Visitor<'de> for MezmoRoot<'_, '_> {
                     each: &mut *self.each,
                     failure: &mut *self.failure,
                     what: Elements::MEZMO,
+                    skip: self.skip,
+                    rounded: &mut *self.rounded,
                 })?;
             } else {
                 map.next_value::<serde::de::IgnoredAny>()?;

@@ -192,3 +192,152 @@ fn arrays_and_mezmo_lines_are_streamed_one_object_at_a_time() {
         "{e}"
     );
 }
+
+/// What a body handed over, in order (each object as the map it parses to,
+/// whether it came as text or as a map), and how it ended.
+type Outcome = (Vec<Map<String, Value>>, Result<(), BodyError>);
+
+/// Takes the objects in canonical form as text, the way the source does
+/// (for Mezmo, those with a string `line`), and the rest as maps.
+struct AsText(Vec<Map<String, Value>>);
+
+impl Objects for AsText {
+    fn object(&mut self, object: Map<String, Value>) -> Result<(), BodyError> {
+        self.0.push(object);
+        Ok(())
+    }
+
+    fn element(
+        &mut self,
+        body: &[u8],
+        start: usize,
+        mezmo: bool,
+    ) -> Result<Option<usize>, BodyError> {
+        let scanner = &mut sediment_core::event::Scanner::default();
+        let Some(len) = scanner.leading_object(&body[start..], &mut |_, _| {}) else {
+            return Ok(None);
+        };
+        let object: Map<String, Value> = serde_json::from_slice(&body[start..start + len])
+            .expect("an object in canonical form parses");
+        if mezmo && !object.get("line").is_some_and(Value::is_string) {
+            return Ok(None);
+        }
+        self.0.push(object);
+        Ok(Some(start + len))
+    }
+}
+
+fn walked(body: &[u8], format: Format, as_text: bool) -> Outcome {
+    if as_text {
+        let mut each = AsText(Vec::new());
+        let result = for_each_object(body, format, &mut each);
+        return (each.0, result);
+    }
+    let mut objects = Vec::new();
+    let result = for_each_object(body, format, &mut |o| {
+        objects.push(o);
+        Ok(())
+    });
+    (objects, result)
+}
+
+fn streamed_only(body: &[u8], format: Format) -> Outcome {
+    let mut objects = Vec::new();
+    let result = for_each_object_streamed(body, format, &mut |o| {
+        objects.push(o);
+        Ok(())
+    });
+    (objects, result)
+}
+
+#[test]
+fn the_walk_over_arrays_hands_over_what_streaming_does() {
+    let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+    for body in [
+        r#"[]"#.to_string(),
+        " [ ] ".into(),
+        r#"[{"a":1},{"b":2}]"#.into(),
+        "[\n  {\"a\":1},\n  {\"a\": 2} ,\"s\", 3 ]\n".into(),
+        r#"[{"a":1},]"#.into(),
+        r#"[{"a":1}"#.into(),
+        r#"[{"a":1}] x"#.into(),
+        r#"[{"a":1}] [{"a":2}]"#.into(),
+        r#"[{"a":1} {"a":2}]"#.into(),
+        r#"[{"a":"\ud800"},{"a":1}]"#.into(),
+        r#"[{"a":1e999}]"#.into(),
+        r#"[{"a":1,"a":2},null]"#.into(),
+        r#"[{"f":1e19},{"a":"x"},{"b":123456789012345678901234567890}]"#.into(),
+        format!(r#"[{{"a":1}},{{"d":{}}}]"#, deep(125)),
+        format!(r#"[{{"a":1}},{{"d":{}}}]"#, deep(126)),
+        format!(r#"[{{"d":{}}},{{"a":1}}]"#, deep(99)),
+        "\x0c[{\"a\":1}]".into(),
+    ]
+    .map(String::into_bytes)
+    .into_iter()
+    .chain([b"[{\"a\":1},{\"a\":\"\xff\"}]".to_vec()])
+    {
+        for as_text in [false, true] {
+            assert_eq!(
+                walked(&body, Format::Json, as_text),
+                streamed_only(&body, Format::Json),
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+    for body in [
+        r#"{"lines":[{"line":"a"},{"line":"b","app":"x"}]}"#.to_string(),
+        r#" { "lines" : [ {"line":"a"} ] } "#.into(),
+        r#"{"lines":[]}"#.into(),
+        r#"{"lines":[{"line":"a"}],"other":1}"#.into(),
+        r#"{"lines":[{"line":"a"}],"lines":[{"line":"b"}]}"#.into(),
+        r#"{"other":1,"lines":[{"line":"a"}]}"#.into(),
+        r#"{"line\u0073":[{"line":"a"}]}"#.into(),
+        r#"{"lines":[{"line":"a"},{"line":1}]}"#.into(),
+        r#"{"lines":[{"line":"a"},{"app":"x"}]}"#.into(),
+        r#"{"lines":[{"line":"a"},"x"]}"#.into(),
+        r#"{"lines":[{"line":"a"}]"#.into(),
+        r#"{"lines":[{"line":"a"}]} x"#.into(),
+        r#"{"lines":{"line":"a"}}"#.into(),
+        r#"{"lines":[{"line":"a"}],}"#.into(),
+        r#"[{"line":"a"}]"#.into(),
+        // A number that may be rounded in a line taken as text, and the
+        // integer that refuses the body outside the lines.
+        r#"{"lines":[{"line":"a","f":1e19}],"x":123456789012345678901234567890}"#.into(),
+        r#"{"lines":[{"line":"a","f":1.5}],"x":123456789012345678901234567890}"#.into(),
+        r#"{"lines":[{"line":"a","f":1e19}],"x":1}"#.into(),
+        format!(r#"{{"lines":[{{"line":"a"}},{{"d":{}}}]}}"#, deep(124)),
+        format!(r#"{{"lines":[{{"line":"a"}},{{"d":{}}}]}}"#, deep(125)),
+    ] {
+        for as_text in [false, true] {
+            assert_eq!(
+                walked(body.as_bytes(), Format::Mezmo, as_text),
+                streamed_only(body.as_bytes(), Format::Mezmo),
+                "{body}"
+            );
+        }
+    }
+}
+
+#[test]
+fn ndjson_lines_are_offered_as_text_without_the_white_space_around_them() {
+    struct Lines(Vec<Vec<u8>>);
+    impl Objects for Lines {
+        fn object(&mut self, o: Map<String, Value>) -> Result<(), BodyError> {
+            self.0.push(Value::Object(o).to_string().into_bytes());
+            Ok(())
+        }
+        fn line(&mut self, body: &[u8], range: std::ops::Range<usize>) -> Result<bool, BodyError> {
+            self.0.push(body[range].to_vec());
+            Ok(true)
+        }
+    }
+    let mut lines = Lines(Vec::new());
+    for_each_object(
+        b" \t{\"a\":1} \r\n{\"b\":2}\r\r\n\x0c{\"c\":3}\n",
+        Format::Ndjson,
+        &mut lines,
+    )
+    .unwrap_err();
+    assert_eq!(lines.0, [&b"{\"a\":1}"[..], b"{\"b\":2}"]);
+}
