@@ -341,3 +341,83 @@ fn ndjson_lines_are_offered_as_text_without_the_white_space_around_them() {
     .unwrap_err();
     assert_eq!(lines.0, [&b"{\"a\":1}"[..], b"{\"b\":2}"]);
 }
+
+mod walk_props {
+    //! The walk against the streaming parse on arbitrary (often broken)
+    //! array and Mezmo bodies: the same objects, in the same order, and
+    //! the same error.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn element() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => (0..4u8, "[a-z]{0,3}").prop_map(|(n, s)| format!(r#"{{"line":"{s}","n":{n}}}"#)),
+            1 => Just(r#"{"line": "spaced"}"#.to_string()),
+            1 => Just(r#"{"line":"\u00e9"}"#.to_string()),
+            1 => Just(r#"{"app":"no line"}"#.to_string()),
+            1 => Just(r#"{"line":7}"#.to_string()),
+            1 => Just(r#"{"a":[1,{"b":null}],"line":"x","a":2}"#.to_string()),
+            1 => Just(r#""text""#.to_string()),
+            1 => Just("12".to_string()),
+            1 => Just("[true]".to_string()),
+            1 => Just(r#"{"big":123456789012345678901234567890}"#.to_string()),
+            1 => Just(r#"{"line":"f","f":1e19}"#.to_string()),
+        ]
+    }
+
+    fn glue() -> impl Strategy<Value = String> {
+        prop_oneof![4 => Just(String::new()), 1 => "[ \t\r\n]{1,3}"]
+    }
+
+    /// An array body, maybe wrapped as Mezmo's, maybe damaged at one place.
+    fn body() -> impl Strategy<Value = (Vec<u8>, bool)> {
+        (
+            prop::collection::vec((glue(), element(), glue()), 0..6),
+            any::<bool>(),
+            prop_oneof![
+                Just(""),
+                Just(r#","x":123456789012345678901234567890"#),
+                Just(r#","x":1"#)
+            ],
+            prop::option::weighted(0.4, (any::<prop::sample::Index>(), 0..6u8)),
+        )
+            .prop_map(|(elements, mezmo, other, damage)| {
+                let items: Vec<String> = elements
+                    .iter()
+                    .map(|(a, e, b)| format!("{a}{e}{b}"))
+                    .collect();
+                let array = format!("[{}]", items.join(","));
+                let mut body = if mezmo {
+                    format!(r#"{{"lines":{array}{other}}}"#).into_bytes()
+                } else {
+                    array.into_bytes()
+                };
+                if let Some((at, what)) = damage {
+                    let at = at.index(body.len() + 1);
+                    match what {
+                        0 => body.truncate(at),
+                        1 if at < body.len() => {
+                            body.remove(at);
+                        }
+                        _ => body.insert(at, [b',', b']', b'}', b'"', 0xff][what as usize - 1]),
+                    }
+                }
+                (body, mezmo)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn the_walk_is_the_streaming_parse((body, mezmo) in body(), as_text in any::<bool>()) {
+            let format = if mezmo { Format::Mezmo } else { Format::Json };
+            prop_assert_eq!(
+                walked(&body, format, as_text),
+                streamed_only(&body, format),
+                "{}", String::from_utf8_lossy(&body)
+            );
+        }
+    }
+}

@@ -10,6 +10,8 @@ mod deadline;
 mod decode;
 pub mod idempotency;
 mod listener;
+#[cfg(test)]
+mod props;
 mod respond;
 mod server;
 
