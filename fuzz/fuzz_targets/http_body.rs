@@ -5,7 +5,7 @@
 #![no_main]
 
 #[allow(dead_code)]
-#[path = "../../sources/src/http/decode.rs"]
+#[path = "../../sources/src/http/decode/mod.rs"]
 mod decode;
 
 use decode::{decode, parse, Format};

@@ -13,30 +13,18 @@
 //! the archive, and memory per request is its body plus a few chunks, whatever
 //! the number of lines.
 //!
-//! Both passes run on the blocking pool.
-//!
-//! An NDJSON line already in canonical form (see `sediment_core::event::scan`)
-//! becomes an event that keeps its text as a slice of the request's buffer
-//! (the body, or its decompressed text), shared by all the request's events:
-//! such an event costs its small header on top of the text the request holds
-//! anyway. A plain-text line is written as `{"message":…}` into an arena
-//! of 64 KiB blocks shared by many events. The elements of a JSON array
-//! and the lines of a Mezmo body are taken the same way as NDJSON lines
-//! when they are objects in canonical form (a slice of the buffer each).
-//! Other objects (pretty-printed or concatenated JSON documents,
-//! non-canonical lines or elements, JSON strings) are parsed into maps,
-//! stamped and serialised.
+//! Both passes run on the blocking pool. How objects become events (most of
+//! them kept as slices of the request's buffer) is [`super::stamper`]'s.
 
-use std::ops::Range;
-
-use bytes::{BufMut, Bytes, BytesMut};
-use sediment_core::event::{key_is, Replaced, Scanner, Stamp};
+use bytes::Bytes;
+use sediment_core::event::{Replaced, Stamp};
 use sediment_core::{Event, Partition};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::budget::{Reservation, Shortfall};
-use super::decode::{self, BodyError, Format, Objects};
+use super::decode::{self, BodyError, Format};
+use super::stamper::Stamper;
 
 /// Most events in one batch.
 pub const CHUNK_EVENTS: usize = 1000;
@@ -53,114 +41,6 @@ pub const CHUNKED_ALLOWANCE: u64 = (OUTSTANDING as u64 + 2) * CHUNK_BYTES;
 /// here: an over-estimate, and simpler than telling slices from copies.)
 pub fn heap_estimate(event: &Event) -> u64 {
     (std::mem::size_of::<Event>() + event.estimated_json_bytes()) as u64
-}
-
-/// Stamps a body's objects into events and hands them to `sink`.
-struct Stamper<'r, F> {
-    /// The text being parsed, shared by the events kept as text.
-    text: Bytes,
-    stamp: Stamp<'r>,
-    /// `stamp.meta` as JSON text, shared by the events kept as text.
-    meta: Bytes,
-    scanner: Scanner,
-    /// Where plain-text lines are written as `{"message":…}`, in blocks
-    /// shared by many events.
-    arena: BytesMut,
-    replaced: &'r mut Replaced,
-    sink: F,
-}
-
-/// Block size of [`Stamper::arena`].
-const ARENA_BLOCK: usize = 64 * 1024;
-
-impl<'r, F: FnMut(Event) -> Result<(), BodyError>> Stamper<'r, F> {
-    fn new(text: Bytes, request: &'r Request, replaced: &'r mut Replaced, sink: F) -> Self {
-        Stamper {
-            text,
-            stamp: request.stamp(),
-            meta: Bytes::from(serde_json::to_vec(&request.meta).unwrap_or_default()),
-            scanner: Scanner::default(),
-            arena: BytesMut::new(),
-            replaced,
-            sink,
-        }
-    }
-
-    /// Stamps `text` on the text path and hands the event on; `false` when the
-    /// text path declines it (the caller then takes the map path).
-    fn stamp_text(&mut self, text: Bytes) -> Result<bool, BodyError> {
-        match Event::stamp_json(
-            text,
-            &self.stamp,
-            &self.meta,
-            &mut self.scanner,
-            self.replaced,
-        ) {
-            Some(event) => (self.sink)(event).map(|()| true),
-            None => Ok(false),
-        }
-    }
-}
-
-impl<F: FnMut(Event) -> Result<(), BodyError>> Objects for Stamper<'_, F> {
-    fn object(&mut self, object: Map<String, Value>) -> Result<(), BodyError> {
-        let event = Event::stamp_with(object, &self.stamp, self.replaced);
-        (self.sink)(event)
-    }
-
-    fn line(&mut self, body: &[u8], range: Range<usize>) -> Result<bool, BodyError> {
-        debug_assert_eq!(body.len(), self.text.len(), "lines of the shared text");
-        self.stamp_text(self.text.slice(range))
-    }
-
-    fn element(
-        &mut self,
-        body: &[u8],
-        start: usize,
-        mezmo: bool,
-    ) -> Result<Option<usize>, BodyError> {
-        debug_assert_eq!(body.len(), self.text.len(), "elements of the shared text");
-        // Counted only when taken: a Mezmo line without its `line` is not.
-        let mut replaced = Replaced::default();
-        let mut has_line = false;
-        let object = &self.text[start..];
-        let Some((event, end)) = Event::stamp_json_at(
-            &self.text,
-            start,
-            &self.stamp,
-            &self.meta,
-            &mut self.scanner,
-            &mut replaced,
-            &mut |key, value| {
-                // What the map path asks of a Mezmo line: a string `line`.
-                if mezmo && key_is(key, "line") {
-                    has_line = object[value.start] == b'"';
-                }
-            },
-        ) else {
-            return Ok(None);
-        };
-        if mezmo && !has_line {
-            return Ok(None);
-        }
-        *self.replaced += replaced;
-        (self.sink)(event)?;
-        Ok(Some(end))
-    }
-
-    fn text_line(&mut self, line: &str) -> Result<bool, BodyError> {
-        let arena = &mut self.arena;
-        if arena.capacity() - arena.len() < line.len() + 16 {
-            arena.reserve(ARENA_BLOCK.max(2 * line.len() + 16));
-        }
-        arena.extend_from_slice(b"{\"message\":");
-        // serde_json's escaping, as serialising the map would write it.
-        let _ = serde_json::to_writer((&mut *arena).writer(), line);
-        arena.extend_from_slice(b"}");
-        // What serde_json writes is canonical, so the text path takes it.
-        let text = arena.split().freeze();
-        self.stamp_text(text)
-    }
 }
 
 /// One request's body and how to stamp its events.
@@ -348,28 +228,33 @@ pub fn prepare(request: Request, reservation: &mut Reservation) -> Result<Prepar
     let mut first = Some(Chunk::with_capacity(lines.min(CHUNK_EVENTS)));
     let mut events = 0usize;
     let mut held_for_events = 0u64;
-    let mut stamper = Stamper::new(shared.clone(), &request, &mut replaced, |event: Event| {
-        hours.add(event.time_ms)?;
-        events += 1;
-        if events > request.max_events {
-            return Err(too_many(request.max_events));
-        }
-        if let Some(chunk) = &mut first {
-            let cost = heap_estimate(&event);
-            if chunk.fits(cost) {
-                if chunk.cost + cost > held_for_events {
-                    let step = (chunk.cost + cost - held_for_events).max(64 * 1024);
-                    hold(reservation, step, "one event of this request")?;
-                    held_for_events += step;
-                }
-                chunk.push(event, cost);
-            } else {
-                // More than one chunk: from here on, only validate.
-                first = None;
+    let mut stamper = Stamper::new(
+        shared.clone(),
+        request.stamp(),
+        &mut replaced,
+        |event: Event| {
+            hours.add(event.time_ms)?;
+            events += 1;
+            if events > request.max_events {
+                return Err(too_many(request.max_events));
             }
-        }
-        Ok(())
-    });
+            if let Some(chunk) = &mut first {
+                let cost = heap_estimate(&event);
+                if chunk.fits(cost) {
+                    if chunk.cost + cost > held_for_events {
+                        let step = (chunk.cost + cost - held_for_events).max(64 * 1024);
+                        hold(reservation, step, "one event of this request")?;
+                        held_for_events += step;
+                    }
+                    chunk.push(event, cost);
+                } else {
+                    // More than one chunk: from here on, only validate.
+                    first = None;
+                }
+            }
+            Ok(())
+        },
+    );
     decode::for_each_object(text, request.format, &mut stamper)?;
     drop(stamper);
     drop(shared);
@@ -403,17 +288,22 @@ impl Chunker {
         // Counted in the first pass already.
         let mut replaced = Replaced::default();
         let mut chunk = Chunk::new();
-        let mut stamper = Stamper::new(shared.clone(), request, &mut replaced, |event: Event| {
-            let cost = heap_estimate(&event);
-            if !chunk.fits(cost) {
-                let full = std::mem::replace(&mut chunk, Chunk::new());
-                chunks
-                    .blocking_send((full.events, false))
-                    .map_err(|_| BodyError::Busy("the request ended".into()))?;
-            }
-            chunk.push(event, cost);
-            Ok(())
-        });
+        let mut stamper = Stamper::new(
+            shared.clone(),
+            request.stamp(),
+            &mut replaced,
+            |event: Event| {
+                let cost = heap_estimate(&event);
+                if !chunk.fits(cost) {
+                    let full = std::mem::replace(&mut chunk, Chunk::new());
+                    chunks
+                        .blocking_send((full.events, false))
+                        .map_err(|_| BodyError::Busy("the request ended".into()))?;
+                }
+                chunk.push(event, cost);
+                Ok(())
+            },
+        );
         let sent = decode::for_each_object(&shared, request.format, &mut stamper);
         drop(stamper);
         if sent.is_ok() {

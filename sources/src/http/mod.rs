@@ -14,6 +14,7 @@ mod listener;
 mod props;
 mod respond;
 mod server;
+mod stamper;
 
 use std::sync::Arc;
 use std::time::Duration;
