@@ -125,6 +125,26 @@ fn sink_of(name: &str) -> String {
 
 /// Starts replica `name` (source id `kafka_{name}`) of group `g` archiving into `archive`.
 fn replica(name: &str, bootstrap: &str, root: &Path, archive: &Path) -> Replica {
+    replica_with(
+        name,
+        bootstrap,
+        root,
+        archive,
+        "",
+        ", late_flush_interval: 1s",
+    )
+}
+
+/// [`replica`] with more source options (`source`: indented YAML lines) and
+/// sink options (`sink`: `, key: value` pairs).
+fn replica_with(
+    name: &str,
+    bootstrap: &str,
+    root: &Path,
+    archive: &Path,
+    source: &str,
+    sink: &str,
+) -> Replica {
     let text = format!(
         "
 data_dir: '{root}/{name}'
@@ -138,12 +158,12 @@ sources:
     client_id: {name}
     decoding: text
     librdkafka_options: {{session.timeout.ms: '6000', heartbeat.interval.ms: '300'}}
-transforms:
+{source}transforms:
   hourly: {{type: hour_partition, inputs: [kafka_{name}], late_after: 10m}}
 sinks:
-  {sink}: {{type: file, inputs: [hourly], path: '{archive}', account_id: acme, late_flush_interval: 1s}}
+  {sink_id}: {{type: file, inputs: [hourly], path: '{archive}', account_id: acme{sink}}}
 ",
-        sink = sink_of(name),
+        sink_id = sink_of(name),
         root = root.display(),
         archive = archive.display()
     );
@@ -307,6 +327,42 @@ fn two_replicas_share_four_partitions_and_archive_every_record_once() {
         );
     }
     assert_exactly_once(&read_objects(&archive), &produced, TOPIC);
+}
+
+/// With the default `late_flush_interval` (5 minutes) the sink would keep a
+/// stream's records staged that long; a source at its `max_unstored_records`
+/// asks for them to be stored at once, so it never waits for the interval,
+/// and its objects are cut by that limit.
+#[test]
+fn a_source_at_its_limit_of_unstored_records_gets_them_stored_at_once() {
+    let mock = cluster();
+    let bootstrap = mock.bootstrap_servers();
+    let (root, archive) = dirs();
+    let produced = produce_mock(&bootstrap, 0..20_000, three_hours);
+    let started = Instant::now();
+    let a = replica_with(
+        "unstored_a",
+        &bootstrap,
+        root.path(),
+        &archive,
+        "    max_unstored_records: 2000\n",
+        ", late_flush_interval: 5m",
+    );
+    // All but the last records below the limit are stored without waiting
+    // for the interval; those go out at the interval, or at shutdown.
+    let prompt = produced.len() - 2000 - 500;
+    wait_archived(&archive, prompt, Duration::from_secs(120), || {
+        format!("{:?} committed", a.committed())
+    });
+    eprintln!(
+        "{prompt} of 20,000 records archived in {:.1} s with late_flush_interval 5m",
+        started.elapsed().as_secs_f64()
+    );
+    a.stop();
+    let objects = read_objects(&archive);
+    // 4 partitions × 3 hours: more objects than that were cut by the limit.
+    assert!(objects.len() > 12, "{} objects", objects.len());
+    assert_exactly_once(&objects, &produced, TOPIC);
 }
 
 /// A counter of `sediment_kafka_rebalances_total` of replica `name`.

@@ -14,6 +14,7 @@
 //! twice.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -81,6 +82,8 @@ struct StreamState {
 #[derive(Debug, Default)]
 pub struct Progress {
     streams: Mutex<HashMap<String, StreamState>>,
+    /// How many times a source asked for its records to be stored now.
+    stored_wanted: AtomicU64,
 }
 
 impl Progress {
@@ -104,6 +107,19 @@ impl Progress {
             }
             s.generation
         })
+    }
+
+    /// A source waits for storage (its limit of records sent and not yet
+    /// stored is reached): archive sinks store what they hold of streams at
+    /// their next check, instead of at their files' deadlines.
+    pub fn want_stored(&self) {
+        self.stored_wanted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many times a source asked to store now: a sink that sees it change
+    /// uploads its stream files.
+    pub fn stored_wanted(&self) -> u64 {
+        self.stored_wanted.load(Ordering::Relaxed)
     }
 
     /// This process no longer owns `stream`: nothing of it is stored or committed from now on.

@@ -48,7 +48,18 @@ struct KafkaOptions {
     /// Fields tried, in order, for the event time (else the record's timestamp).
     #[serde(default = "default_timestamp_fields")]
     timestamp_fields: Vec<String>,
+    /// Records sent downstream and not yet in storage, at most (see
+    /// [`KafkaSettings::max_unstored_records`]).
+    #[serde(default = "default_max_unstored_records")]
+    max_unstored_records: u64,
 }
+
+fn default_max_unstored_records() -> u64 {
+    DEFAULT_MAX_UNSTORED_RECORDS
+}
+
+/// The default of `max_unstored_records`.
+pub const DEFAULT_MAX_UNSTORED_RECORDS: u64 = 500_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -132,6 +143,11 @@ pub struct KafkaSettings {
     pub decoding: Decoding,
     /// Event-time fields.
     pub timestamp_fields: Vec<String>,
+    /// Records read and sent downstream whose objects are not in storage yet,
+    /// at most: at the limit the partitions pause and the archive sinks upload
+    /// what they hold of them at once, instead of at `late_flush_interval`.
+    /// It bounds the staging disk a stalled storage can fill.
+    pub max_unstored_records: u64,
 }
 
 /// Properties sediment sets itself.
@@ -262,6 +278,7 @@ pub fn parse(path: &str, value: serde_yaml::Value) -> Result<KafkaSettings, Vec<
         group_id: o.group_id,
         decoding: o.decoding,
         timestamp_fields: o.timestamp_fields,
+        max_unstored_records: o.max_unstored_records.max(1),
     })
 }
 

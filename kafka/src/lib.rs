@@ -55,7 +55,7 @@
 //!    wakes and uploads before it learns this is harmless: its objects carry the
 //!    same deterministic names, so whoever comes second skips.
 //! 6. **Back-pressure.** When the pipeline is full, or
-//!    [`source::MAX_IN_FLIGHT`] batches wait for storage, every partition is
+//!    `max_unstored_records` records wait for storage, every partition is
 //!    paused (librdkafka stops fetching; its queue is bounded at 16 MiB, fetch
 //!    responses at 8 MiB) while the loop keeps polling, so the replica stays in
 //!    the group.
@@ -135,6 +135,7 @@ impl ValidatedSource for KafkaSettings {
             metrics: cx.metrics.clone(),
             shutdown_timeout: cx.shutdown_timeout,
             progress: cx.progress.clone(),
+            max_unstored_records: self.max_unstored_records,
         }))
     }
 }

@@ -21,6 +21,8 @@ use sediment_core::{AckWaiter, Outcome};
 pub struct InFlight {
     /// The offset after its last record (what a commit after it says).
     pub next: i64,
+    /// Its records.
+    pub records: u64,
     /// Its outcome.
     pub waiter: AckWaiter,
 }
@@ -156,6 +158,7 @@ mod tests {
                 let (ack, waiter) = Ack::new();
                 p.in_flight.push_back(InFlight {
                     next: i * 10,
+                    records: 10,
                     waiter,
                 });
                 ack

@@ -6,7 +6,9 @@
 //! or [`LINGER`]. A batch the pipeline cannot take pauses every partition
 //! (librdkafka stops fetching; its queue is bounded to 16 MiB) while the loop
 //! keeps polling, so the group membership and rebalances are served; it resumes
-//! once the batch is taken. Every [`COMMIT_EVERY`] the answered prefix of each
+//! once the batch is taken. So does a batch that would take the records sent
+//! and not yet stored past `max_unstored_records`, which also asks the sinks
+//! to store what they hold at once. Every [`COMMIT_EVERY`] the answered prefix of each
 //! partition's batches is committed with the per-hour table of what is stored
 //! beyond it (see [`sediment_core::stream`]). A failed batch rewinds its
 //! partition to the last commit under a new generation.
@@ -39,10 +41,6 @@ pub const BATCH: usize = 500;
 pub const LINGER: Duration = Duration::from_millis(20);
 /// How often offsets are committed.
 pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
-/// Most batches sent and not yet answered (stored) per replica: beyond, the
-/// partitions are paused as when the pipeline is full, so that a stalled
-/// storage bounds what is staged, not only what is in memory.
-pub const MAX_IN_FLIGHT: usize = 128;
 /// How often a batch the pipeline refused is offered again.
 const RETRY_BLOCKED: Duration = Duration::from_millis(50);
 
@@ -66,6 +64,11 @@ pub struct KafkaSource {
     pub shutdown_timeout: Duration,
     /// What the topology's sinks stored.
     pub progress: Arc<Progress>,
+    /// Records sent and not yet stored, at most: beyond, the partitions are
+    /// paused as when the pipeline is full (so that a stalled storage bounds
+    /// what is staged, not only what is in memory) and the sinks are asked to
+    /// store what they hold now ([`Progress::want_stored`]).
+    pub max_unstored_records: u64,
 }
 
 /// Records read but not yet sent, of one partition.
@@ -361,17 +364,20 @@ impl KafkaSource {
             waiter,
         } = b;
         let n = batch.len() as u64;
-        let in_flight: usize = {
+        let unstored: u64 = {
             let mut map = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
             // A failed batch stays at its front: the next commit rewinds it.
             map.values_mut()
                 .map(|p| {
                     p.settle();
-                    p.in_flight.len()
+                    p.in_flight.iter().map(|b| b.records).sum::<u64>()
                 })
                 .sum()
         };
-        if in_flight >= MAX_IN_FLIGHT {
+        if unstored > 0 && unstored + n > self.max_unstored_records {
+            // Waiting for storage: without this the sinks would hold these
+            // records until their files' deadlines (`late_flush_interval`).
+            self.progress.want_stored();
             return Some(Blocked {
                 key,
                 generation,
@@ -385,7 +391,11 @@ impl KafkaSource {
                 self.metrics.sent_events.inc_by(n);
                 let mut map = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(p) = map.get_mut(&key).filter(|p| p.generation == generation) {
-                    p.in_flight.push_back(InFlight { next, waiter });
+                    p.in_flight.push_back(InFlight {
+                        next,
+                        records: n,
+                        waiter,
+                    });
                 }
                 None
             }

@@ -75,6 +75,8 @@ struct Stages {
     staging: Staging,
     streams: StreamStaging,
     groups: Groups,
+    /// [`sediment_core::stream::Progress::stored_wanted`] when last seen.
+    stored_wanted: u64,
 }
 
 /// Where sealed files go.
@@ -125,6 +127,7 @@ impl ArchiveSink {
                 staging,
                 streams,
                 groups,
+                stored_wanted: cx.progress.stored_wanted(),
             }),
             recovered,
             clock: cx.clock.clone(),
@@ -352,11 +355,19 @@ impl ArchiveSink {
                 let dropped = stages.streams.drop_stale(&progress);
                 let _ = dropped;
                 let mut stream_sealed = Vec::new();
+                // A source waiting for storage asked for everything now.
+                let wanted = progress.stored_wanted();
+                let all = if std::mem::replace(&mut stages.stored_wanted, wanted) != wanted {
+                    stages.streams.keys()
+                } else {
+                    Vec::new()
+                };
                 for key in stages
                     .streams
                     .oversized(max_bytes)
                     .into_iter()
                     .chain(stages.streams.due(now))
+                    .chain(all)
                 {
                     stream_sealed.extend(stages.streams.seal(&key)?);
                 }
