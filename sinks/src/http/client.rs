@@ -102,6 +102,19 @@ enum Attempt {
     Refused(StatusCode, String),
 }
 
+/// The TLS configuration of a client for an `http://` URI: never used for a
+/// connection (redirects are not followed; `https://` URIs get theirs from
+/// the sink's `tls` options), so it trusts nothing.
+fn plain_http_tls() -> anyhow::Result<sediment_core::tls::rustls::ClientConfig> {
+    use sediment_core::tls::rustls;
+    Ok(
+        rustls::ClientConfig::builder_with_provider(sediment_core::tls::provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    )
+}
+
 impl HttpClient {
     /// A client for `settings`, labelled `id` in logs and metrics.
     pub fn new(
@@ -115,9 +128,14 @@ impl HttpClient {
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(settings.concurrency)
             .user_agent(concat!("sediment/", env!("CARGO_PKG_VERSION")));
-        if let Some(tls) = &settings.tls {
-            builder = builder.tls_backend_preconfigured((**tls).clone());
-        }
+        // Always sediment's own rustls configuration (ring), also for `http://`
+        // URIs: otherwise reqwest builds one from the process-wide default crypto
+        // provider, and a build without the cloud sinks has none (it panicked).
+        let tls = match &settings.tls {
+            Some(tls) => (**tls).clone(),
+            None => plain_http_tls()?,
+        };
+        builder = builder.tls_backend_preconfigured(tls);
         let client = builder.build().map_err(|e| {
             anyhow::anyhow!("sink `{id}`: cannot set up the HTTP client: {}", chain(&e))
         })?;
@@ -415,6 +433,17 @@ impl RateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_for_plain_http_needs_no_process_wide_crypto_provider() {
+        // No default provider is installed in this process (the sinks' tests
+        // never install one); before, building the client panicked in a
+        // build without the cloud sinks.
+        let settings = ClientSettings::for_uri("http://127.0.0.1:9/in", "test").unwrap();
+        let metrics =
+            sediment_core::metrics::ComponentMetrics::new("plain_http", "sink", "http").http_sink();
+        assert!(HttpClient::new("plain_http", settings, metrics).is_ok());
+    }
 
     #[test]
     fn retry_after_as_seconds_or_http_date_capped() {
