@@ -133,7 +133,9 @@ impl HttpClient {
         // provider, and a build without the cloud sinks has none (it panicked).
         let tls = match &settings.tls {
             Some(tls) => (**tls).clone(),
-            None => plain_http_tls()?,
+            None => plain_http_tls().map_err(|e| {
+                anyhow::anyhow!("sink `{id}`: cannot set up the HTTP client's TLS: {e}")
+            })?,
         };
         builder = builder.tls_backend_preconfigured(tls);
         let client = builder.build().map_err(|e| {
