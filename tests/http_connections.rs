@@ -2,7 +2,8 @@
 //! item 4): slowloris heads, silent connections and idle keep-alives are closed by
 //! `header_timeout` and `idle_timeout`; under a 1,024-descriptor limit a thousand
 //! idle connections leave `/health` and real requests answered; shutdown lets a
-//! request in progress finish.
+//! request in progress finish; a burst of connections the accept loop cannot take
+//! at once waits in the kernel's accept queue (http and syslog).
 
 mod common;
 
@@ -255,6 +256,76 @@ fn a_thousand_idle_connections_under_a_1024_fd_limit_starve_neither_health_nor_r
         1,
         "one warning a minute"
     );
+    s.stop();
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+/// Connections opened to `port` until one does not complete its handshake
+/// within 300 ms (the kernel's accept queue is full).
+fn queued_connections(port: u16, max: usize) -> Vec<TcpStream> {
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    (0..max)
+        .map_while(|_| TcpStream::connect_timeout(&address, Duration::from_millis(300)).ok())
+        .collect()
+}
+
+#[test]
+fn a_burst_of_connections_while_sediment_cannot_accept_waits_in_the_kernels_queue() {
+    raise_own_fd_limit(4096);
+    let dir = tempfile::tempdir().unwrap();
+    let syslog_port = common::free_port();
+    let s = Setup::new(dir.path())
+        .topology(&format!(
+            "
+sources:
+  http_in: {{type: http, address: '127.0.0.1:{{HTTP}}'}}
+  syslog_in: {{type: syslog, mode: tcp, address: '127.0.0.1:{syslog_port}', connection_limit: 1000}}
+transforms:
+  hourly: {{type: hour_partition, inputs: [http_in, syslog_in], late_after: 10m}}
+sinks:
+  archive: {{type: file, inputs: [hourly], path: '{{ROOT}}/archive', account_id: acme}}
+"
+        ))
+        .fd_limit(4096)
+        .start();
+    let pid = s.child.id();
+    let baseline = open_fds(pid);
+    // A stopped sediment stands for one whose accept loop is busy for a moment:
+    // only the kernel's accept queue holds the burst.
+    signal(pid, "STOP");
+    let burst = 600;
+    let http = queued_connections(s.http_port, burst);
+    let syslog = queued_connections(syslog_port, burst);
+    signal(pid, "CONT");
+    assert_eq!(
+        (http.len(), syslog.len()),
+        (burst, burst),
+        "connections queued for http and syslog: the listen backlog is too short"
+    );
+    // The baseline may count a descriptor sediment held only for a moment.
+    let all = baseline + 2 * burst - 5;
+    let mut held = open_fds(pid);
+    let wait = Instant::now();
+    while held < all && wait.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+        held = open_fds(pid);
+    }
+    assert!(held >= all, "{held} descriptors, baseline {baseline}");
+    let mut last = http.into_iter().last().unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let r = post_line(&mut last, r#"{"message":"queued in the burst"}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    drop(syslog);
     s.stop();
 }
 

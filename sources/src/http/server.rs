@@ -60,8 +60,7 @@ struct Shared {
 impl HttpSource {
     /// Binds the listen address.
     pub async fn bind(settings: HttpSettings, cx: &BuildContext) -> anyhow::Result<HttpSource> {
-        let listener = TcpListener::bind(settings.address)
-            .await
+        let listener = crate::net::listen(settings.address, None)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.address))?;
         let (max_connections, warning) =
             listener::connection_cap(settings.max_connections, listener::fd_limit());

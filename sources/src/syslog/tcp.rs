@@ -24,7 +24,7 @@ use sediment_core::component::{BuildContext, Source};
 use sediment_core::event::format_time_ms;
 use sediment_core::output::SendError;
 use sediment_core::Output;
-use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -55,7 +55,7 @@ impl TcpSource {
     /// Binds the listen address.
     pub fn bind(settings: SyslogSettings, cx: &BuildContext) -> anyhow::Result<TcpSource> {
         let address = settings.address;
-        let listener = listen(address, settings.receive_buffer_bytes)
+        let listener = crate::net::listen(address, settings.receive_buffer_bytes)
             .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
         let source = TcpSource {
             listener,
@@ -70,23 +70,6 @@ impl TcpSource {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
-}
-
-fn listen(address: SocketAddr, receive_buffer: Option<usize>) -> io::Result<TcpListener> {
-    let socket = Socket::new(
-        Domain::for_address(address),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    if let Some(size) = receive_buffer {
-        // Set on the listener so that accepted sockets inherit it (and the TCP window scale fits).
-        socket.set_recv_buffer_size(size)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&address.into())?;
-    socket.listen(1024)?;
-    TcpListener::from_std(socket.into())
 }
 
 #[async_trait]
