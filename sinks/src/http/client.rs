@@ -32,10 +32,6 @@ pub const BODY_EXCERPT: usize = 200;
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// Most bytes of an answer read (to log it or to reuse the connection).
 const MAX_ANSWER_READ: usize = 64 << 10;
-/// gzip level of request bodies.
-const GZIP_LEVEL: i32 = 6;
-/// zstd level of request bodies.
-const ZSTD_LEVEL: i32 = 3;
 
 /// A request body, encoded and compressed once, sent as often as it takes.
 #[derive(Debug, Clone)]
@@ -178,10 +174,9 @@ impl HttpClient {
         };
         let body = match settings.compression {
             Compression::None => raw.to_vec(),
-            Compression::Gzip => gzip(raw),
-            Compression::Zstd => {
-                zstd::bulk::compress(raw, ZSTD_LEVEL).expect("zstd compresses any input into a Vec")
-            }
+            Compression::Gzip => gzip(raw, settings.compression_level),
+            Compression::Zstd => zstd::bulk::compress(raw, settings.compression_level)
+                .expect("zstd compresses any input into a Vec at a validated level"),
         };
         Payload {
             body: Bytes::from(body),
@@ -403,8 +398,8 @@ fn ndjson_to_array(lines: &[u8]) -> Vec<u8> {
     out
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let level = libdeflater::CompressionLvl::new(GZIP_LEVEL).expect("level 6 is valid");
+fn gzip(data: &[u8], level: i32) -> Vec<u8> {
+    let level = libdeflater::CompressionLvl::new(level).expect("the level was validated (1 to 9)");
     let mut compressor = libdeflater::Compressor::new(level);
     let mut out = vec![0; compressor.gzip_compress_bound(data.len())];
     let n = compressor

@@ -292,6 +292,38 @@ async fn gzip_zstd_and_plain_bodies_in_ndjson_and_json_arrays_decode_at_the_rece
     }
 }
 
+#[test]
+fn compression_level_is_the_bodys_level_and_gzip_defaults_to_the_fastest() {
+    let batch = events(2000, "levels");
+    let lines = ndjson(&batch);
+    let size = |yaml: &str| {
+        let c = client("levels", yaml);
+        let body = c.encode(&lines, batch.len()).body;
+        let mut plain = Vec::new();
+        match yaml.contains("zstd") {
+            true => plain = zstd::decode_all(&body[..]).unwrap(),
+            false => {
+                std::io::Read::read_to_end(
+                    &mut flate2::read::GzDecoder::new(&body[..]),
+                    &mut plain,
+                )
+                .unwrap();
+            }
+        }
+        assert_eq!(plain, lines, "{yaml}: the body decodes to the lines");
+        body.len()
+    };
+    let default = size("{uri: 'http://h/'}");
+    assert_eq!(default, size("{uri: 'http://h/', compression_level: 1}"));
+    assert!(size("{uri: 'http://h/', compression_level: 9}") < default);
+    let zstd = size("{uri: 'http://h/', compression: zstd}");
+    assert_eq!(
+        zstd,
+        size("{uri: 'http://h/', compression: zstd, compression_level: 3}")
+    );
+    assert!(size("{uri: 'http://h/', compression: zstd, compression_level: 19}") < zstd);
+}
+
 #[tokio::test]
 async fn bearer_basic_and_custom_headers_arrive() {
     let receiver = Receiver::default();
@@ -591,6 +623,18 @@ fn config_errors_name_the_yaml_path_and_never_echo_secrets() {
     assert_eq!(
         errors("{uri: 'http://h/', request: {concurrency: 0}}"),
         ["sinks.out.request.concurrency: must be between 1 and 1024"]
+    );
+    assert_eq!(
+        errors("{uri: 'http://h/', compression_level: 10}"),
+        ["sinks.out.compression_level: must be 1 to 9 for compression: gzip, not 10"]
+    );
+    assert_eq!(
+        errors("{uri: 'http://h/', compression: zstd, compression_level: 0}"),
+        ["sinks.out.compression_level: must be 1 to 19 for compression: zstd, not 0"]
+    );
+    assert_eq!(
+        errors("{uri: 'http://h/', compression: none, compression_level: 3}"),
+        ["sinks.out.compression_level: has no effect with compression: none; remove it or choose gzip or zstd"]
     );
     assert_eq!(
         errors("{uri: 'http://h/', encoding: xml}")[0],
