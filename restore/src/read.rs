@@ -263,6 +263,18 @@ impl Read for Pieces {
 /// whole lines, numbered by their first non-empty line, for the workers in
 /// turn; the last message says how the text ended. When the stream breaks,
 /// the whole lines before the break are sent and the partial one is not.
+/// How many lines of `text` are not blank ([`lines::is_blank`]), found with
+/// `memchr` (a byte-by-byte `split` was an eighth of a restore's CPU).
+fn non_blank_lines(text: &[u8]) -> u64 {
+    let mut start = 0;
+    let mut count = 0;
+    for end in memchr::memchr_iter(b'\n', text).chain(std::iter::once(text.len())) {
+        count += u64::from(!lines::is_blank(&text[start..end]));
+        start = end + 1;
+    }
+    count
+}
+
 fn inflate(
     rx: mpsc::Receiver<Result<Bytes, String>>,
     workers: &[SyncSender<Block>],
@@ -287,10 +299,7 @@ fn inflate(
     // Sends `text` as the next block; `false` when the workers have gone.
     let mut send = |text: Vec<u8>, raw: &mut u64| {
         let first_raw = *raw;
-        *raw += text
-            .split(|&b| b == b'\n')
-            .filter(|line| !lines::is_blank(line))
-            .count() as u64;
+        *raw += non_blank_lines(&text);
         let sent = workers[turn % workers.len()]
             .send(Block::Lines { text, first_raw })
             .is_ok();

@@ -170,3 +170,40 @@ async fn a_broken_stream_keeps_the_whole_lines_before_the_break() {
     );
     assert!(raw_end > kept.last().unwrap().1);
 }
+
+#[test]
+fn non_blank_lines_counts_what_judging_counts() {
+    let by_split = |t: &[u8]| {
+        t.split(|&b| b == b'\n')
+            .filter(|line| !lines::is_blank(line))
+            .count() as u64
+    };
+    let cases: [&[u8]; 9] = [
+        b"",
+        b"\n",
+        b"{}",
+        b"{}\n",
+        b"{}\n\n \n\t\r\n{}",
+        b"\r\n{}\r\n{}\r\n",
+        b" {}\n",
+        b"\n\n\n{}\n\n",
+        b"a\nb\nc",
+    ];
+    for text in cases {
+        assert_eq!(
+            non_blank_lines(text),
+            by_split(text),
+            "{:?}",
+            String::from_utf8_lossy(text)
+        );
+    }
+    let many: Vec<u8> = (0..10_000)
+        .flat_map(|i| {
+            archive_line(i, i % 7)
+                .into_bytes()
+                .into_iter()
+                .chain(*b"\n\n")
+        })
+        .collect();
+    assert_eq!(non_blank_lines(&many), 10_000);
+}
