@@ -571,7 +571,9 @@ fn damaged_objects_are_reported_by_key_and_line_and_the_rest_is_restored() {
     );
     assert!(
         text.contains(&key(".2"))
-            && text.contains("1 lines are not JSON objects (the first at line 3)"),
+            && text.contains(
+                "1 lines are not JSON objects or are longer than 64 MiB (the first at line 3)"
+            ),
         "{text}"
     );
     assert!(

@@ -231,7 +231,7 @@ pub async fn run(
                             let lines: Vec<String> =
                                 end.bad_lines.iter().map(u64::to_string).collect();
                             reasons.push(format!(
-                                "{} lines are not JSON objects (the first at line {})",
+                                "{} lines are not JSON objects or are longer than 64 MiB (the first at line {})",
                                 end.invalid,
                                 lines.join(", ")
                             ));

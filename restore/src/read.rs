@@ -35,6 +35,13 @@ const PIECES_AHEAD: usize = 8;
 /// Bytes of inflated text per block (a block is cut after the last whole
 /// line within this many bytes; a longer line makes a longer block).
 pub const BLOCK_BYTES: usize = 128 << 10;
+/// Longest line read (64 MiB, over six times the HTTP source's default
+/// `max_body_size`): a longer one is skipped without being held, and counted
+/// and reported as a bad line, so that a damaged or hostile object cannot make
+/// a restore hold it whole.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+/// What an overlong line is judged as (not JSON, so it counts as a bad line).
+const OVERLONG_LINE: &[u8] = b"\0 a line longer than MAX_LINE_BYTES\n";
 /// Blocks waiting for each worker.
 const BLOCKS_AHEAD: usize = 1;
 /// Storage retries: as uploads do, from 200 ms up to 30 s between attempts.
@@ -263,6 +270,32 @@ impl Read for Pieces {
 /// whole lines, numbered by their first non-empty line, for the workers in
 /// turn; the last message says how the text ended. When the stream breaks,
 /// the whole lines before the break are sent and the partial one is not.
+/// Why the gzip stream of `gz` stopped: the download's failure, else the damage.
+fn failure(gz: &Gz, e: &std::io::Error) -> String {
+    let reader = gz.get_ref().get_ref();
+    reader
+        .failure
+        .clone()
+        .unwrap_or_else(|| format!("the gzip data is damaged ({e})"))
+}
+
+/// Reads past the end of the line being read (into `buf`, as scratch): the
+/// text after its newline, or `None` when the object ends first.
+fn skip_line<'b>(gz: &mut Gz, buf: &'b mut [u8]) -> std::io::Result<Option<&'b [u8]>> {
+    loop {
+        let n = gz.read(buf)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if let Some(newline) = memchr::memchr(b'\n', &buf[..n]) {
+            return Ok(Some(&buf[newline + 1..n]));
+        }
+    }
+}
+
+/// The gunzipping reader of an object's pieces.
+type Gz = flate2::bufread::MultiGzDecoder<std::io::BufReader<Pieces>>;
+
 /// How many lines of `text` are not blank ([`lines::is_blank`]), found with
 /// `memchr` (a byte-by-byte `split` was an eighth of a restore's CPU).
 fn non_blank_lines(text: &[u8]) -> u64 {
@@ -308,6 +341,8 @@ fn inflate(
     };
     let mut buf = fresh();
     let mut filled = 0;
+    // `buf[..searched]` holds no newline: a long line is searched once, not at every read.
+    let mut searched = 0;
     let broken = loop {
         if buf.len() - filled < 64 << 10 {
             let grown = (buf.len() * 2).max(BLOCK_BYTES + (64 << 10));
@@ -327,12 +362,32 @@ fn inflate(
                     continue;
                 }
                 // Cut after the last whole line; a longer line makes a longer block.
-                let Some(newline) = memchr::memrchr(b'\n', &buf[..filled]) else {
+                let Some(at) = memchr::memrchr(b'\n', &buf[searched..filled]) else {
+                    searched = filled;
+                    if filled <= MAX_LINE_BYTES {
+                        continue;
+                    }
+                    // All of `buf` is the start of one overlong line: skip to its
+                    // end and judge a stand-in, so that it counts as a bad line.
+                    let rest = match skip_line(&mut gz, &mut buf) {
+                        Ok(rest) => rest,
+                        Err(e) => break Some(failure(&gz, &e)),
+                    };
+                    let mut stand_in = fresh();
+                    stand_in.extend_from_slice(OVERLONG_LINE);
+                    if !send(stand_in, &mut raw) {
+                        return;
+                    }
+                    let Some(rest) = rest else { break None };
+                    let mut next = fresh();
+                    next.extend_from_slice(rest);
+                    (buf, filled, searched) = (next, rest.len(), 0);
                     continue;
                 };
+                let newline = searched + at;
                 let mut next = fresh();
                 next.extend_from_slice(&buf[newline + 1..filled]);
-                filled = next.len();
+                (filled, searched) = (next.len(), next.len());
                 buf.truncate(newline + 1);
                 if !send(std::mem::replace(&mut buf, next), &mut raw) {
                     return;
@@ -345,13 +400,7 @@ fn inflate(
                         return;
                     }
                 }
-                let reader = gz.get_ref().get_ref();
-                break Some(
-                    reader
-                        .failure
-                        .clone()
-                        .unwrap_or_else(|| format!("the gzip data is damaged ({e})")),
-                );
+                break Some(failure(&gz, &e));
             }
         }
     };

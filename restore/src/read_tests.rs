@@ -207,3 +207,34 @@ fn non_blank_lines_counts_what_judging_counts() {
         .collect();
     assert_eq!(non_blank_lines(&many), 10_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_longer_than_the_limit_is_skipped_and_reported_not_held() {
+    let mut text = Vec::new();
+    for i in 0..3 {
+        text.extend_from_slice(archive_line(i, 10).as_bytes());
+        text.push(b'\n');
+    }
+    // A line of MAX_LINE_BYTES + 1 MiB, then two more lines: the first of them
+    // starts in the same read as the overlong line's end.
+    text.extend_from_slice(br#"{"message":""#);
+    text.resize(text.len() + MAX_LINE_BYTES + (1 << 20), b'x');
+    text.extend_from_slice(b"\"}\n");
+    for i in 3..5 {
+        text.extend_from_slice(archive_line(i, 10).as_bytes());
+        text.push(b'\n');
+    }
+    let compressed = gzip(&text, 8 << 20);
+    let (kept, raw_end, end) = read_object(&compressed, 0).await;
+    let expected: Vec<(String, u64, bool)> = [(0, 0), (1, 1), (2, 2), (3, 4), (4, 5)]
+        .iter()
+        .map(|&(i, raw)| (archive_line(i, 10), raw, false))
+        .collect();
+    assert!(
+        kept == expected,
+        "the lines around it, with their raw indexes"
+    );
+    assert_eq!(raw_end, 6);
+    assert_eq!((end.invalid, end.bad_lines.as_slice()), (1, &[4][..]));
+    assert_eq!(end.damage, None);
+}
