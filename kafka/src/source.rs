@@ -22,7 +22,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use sediment_core::component::Source;
-use sediment_core::event::{now_ms, Replaced};
+use sediment_core::event::{now_ms, Replaced, Scanner};
 use sediment_core::metrics::ComponentMetrics;
 use sediment_core::output::SendError;
 use sediment_core::retry::Backoff;
@@ -308,10 +308,10 @@ impl KafkaSource {
                 let next = records.last().map_or(0, |r| r.offset + 1);
                 let shape = self.shape.clone();
                 let events = tokio::task::spawn_blocking(move || {
-                    let mut replaced = Replaced::default();
+                    let (mut replaced, mut scanner) = (Replaced::default(), Scanner::default());
                     let events: Vec<_> = records
                         .into_iter()
-                        .map(|r| to_event(r, &stream, generation, &shape, &mut replaced))
+                        .map(|r| to_event(r, &stream, generation, &shape, &mut replaced, &mut scanner))
                         .collect();
                     (events, replaced)
                 })

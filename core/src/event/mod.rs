@@ -224,11 +224,25 @@ impl Event {
         scanner: &mut Scanner,
         replaced: &mut Replaced,
     ) -> Option<Event> {
+        Event::stamp_json_with_id(text, stamp, meta, scanner, replaced, new_id_bytes)
+    }
+
+    /// [`Event::stamp_json`], where an object without a usable `_id` gets
+    /// `id()` instead of a new random one (a Kafka record's id, derived from
+    /// where it is in its topic, so that a replay gives the same line).
+    pub fn stamp_json_with_id(
+        text: Bytes,
+        stamp: &Stamp<'_>,
+        meta: &Bytes,
+        scanner: &mut Scanner,
+        replaced: &mut Replaced,
+        id: impl FnOnce() -> [u8; 16],
+    ) -> Option<Event> {
         let scanned = Scanned::of(&text, stamp, scanner, &mut |_, _| {})?;
         if scanned.len != text.len() {
             return None;
         }
-        Some(scanned.stamp(text, stamp, meta, replaced))
+        Some(scanned.stamp(text, stamp, meta, replaced, id))
     }
 
     /// [`Event::stamp_json`] of the object in canonical form that starts at
@@ -251,7 +265,7 @@ impl Event {
         let scanned = Scanned::of(buf.get(start..)?, stamp, scanner, top)?;
         let end = start + scanned.len;
         Some((
-            scanned.stamp(buf.slice(start..end), stamp, meta, replaced),
+            scanned.stamp(buf.slice(start..end), stamp, meta, replaced, new_id_bytes),
             end,
         ))
     }
@@ -262,6 +276,11 @@ impl Event {
     /// as JSON text; the event gets a fresh `_id`, and `_ts` from `time_ms`.
     /// Both may be slices of one shared buffer.
     pub fn from_json_parts(text: Bytes, meta: Bytes, time_ms: i64) -> Event {
+        Event::from_json_parts_with_id(text, meta, time_ms, new_id_bytes())
+    }
+
+    /// [`Event::from_json_parts`] with the given `_id` (a UUID's bytes).
+    pub fn from_json_parts_with_id(text: Bytes, meta: Bytes, time_ms: i64, id: [u8; 16]) -> Event {
         debug_assert!(
             Scanner::default().canonical_object(&text, &mut |key, _| debug_assert!(
                 !matches!(key, b"_id" | b"_ts" | b"_meta"),
@@ -272,7 +291,7 @@ impl Event {
         let object = JsonObject {
             text,
             id_at: None,
-            new_id: Some(uuid::Uuid::now_v7().into_bytes()),
+            new_id: Some(id),
             ts: Ts::Append,
             meta_at: None,
             meta: Some(meta),
@@ -368,7 +387,14 @@ impl Scanned {
     }
 
     /// The event of `text` (the object scanned), counting what is replaced.
-    fn stamp(self, text: Bytes, stamp: &Stamp<'_>, meta: &Bytes, replaced: &mut Replaced) -> Event {
+    fn stamp(
+        self,
+        text: Bytes,
+        stamp: &Stamp<'_>,
+        meta: &Bytes,
+        replaced: &mut Replaced,
+        id: impl FnOnce() -> [u8; 16],
+    ) -> Event {
         if self.client_ts == Some(None) {
             replaced.timestamps += 1;
         }
@@ -382,9 +408,9 @@ impl Scanned {
             Some(r) if text[r.clone()].starts_with(b"\"") && r.len() > 2 => None,
             Some(_) => {
                 replaced.ids += 1;
-                Some(uuid::Uuid::now_v7().into_bytes())
+                Some(id())
             }
-            None => Some(uuid::Uuid::now_v7().into_bytes()),
+            None => Some(id()),
         };
         let meta = match &self.meta_at {
             Some(r) if stamp.trust_meta && text[r.start] == b'{' => None,
@@ -432,6 +458,11 @@ fn json_time_ms(value: &[u8]) -> Option<i64> {
             .and_then(|v| parse_time_ms(&v)),
         _ => None,
     }
+}
+
+/// The bytes of a new unique, time-ordered line id (a UUIDv7).
+fn new_id_bytes() -> [u8; 16] {
+    uuid::Uuid::now_v7().into_bytes()
 }
 
 /// A new unique, time-ordered line id.
