@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rdkafka::message::{Headers, Message};
-use sediment_core::event::{format_time_ms, parse_time_ms, Event, Replaced, Scanner, Stamp, ID_FIELD};
+use sediment_core::event::{
+    format_time_ms, parse_time_ms, Event, Replaced, Scanner, Stamp, ID_FIELD,
+};
 use sediment_core::stream::{Position, StreamId};
 #[cfg(test)]
 use serde_json::json;
@@ -128,7 +130,8 @@ pub fn to_event(
                 trust_meta: false,
             };
             let value = Bytes::from(value);
-            match Event::stamp_json_with_id(value.clone(), &stamp, &meta, scanner, replaced, || id) {
+            match Event::stamp_json_with_id(value.clone(), &stamp, &meta, scanner, replaced, || id)
+            {
                 Some(event) => event,
                 None => match serde_json::from_slice::<Value>(&value) {
                     Ok(Value::Object(fields)) => {
@@ -150,7 +153,13 @@ pub fn to_event(
 }
 
 /// The event `{"message": value}` (the value as text, invalid UTF-8 replaced).
-fn message_event(value: &[u8], shape: &Shape, meta: Bytes, record_time: i64, id: [u8; 16]) -> Event {
+fn message_event(
+    value: &[u8],
+    shape: &Shape,
+    meta: Bytes,
+    record_time: i64,
+    id: [u8; 16],
+) -> Event {
     let message = String::from_utf8_lossy(value);
     let mut text = Vec::with_capacity(message.len() + 16);
     text.extend_from_slice(b"{\"message\":");
@@ -180,8 +189,12 @@ fn meta_json(shape: &Shape, stream: &StreamId, r: &Record) -> Vec<u8> {
     string(&mut out, &format_time_ms(r.received_at));
     out.extend_from_slice(b",\"kafka\":{\"topic\":");
     string(&mut out, &stream.topic);
-    write!(out, ",\"partition\":{},\"offset\":{},\"key\":", stream.partition, r.offset)
-        .expect("writing into a Vec cannot fail");
+    write!(
+        out,
+        ",\"partition\":{},\"offset\":{},\"key\":",
+        stream.partition, r.offset
+    )
+    .expect("writing into a Vec cannot fail");
     match &r.key {
         Some(key) => string(&mut out, &String::from_utf8_lossy(key)),
         None => out.extend_from_slice(b"null"),
@@ -337,8 +350,15 @@ mod tests {
             Decoding::Text => message(),
         };
         let mut line = Vec::new();
-        to_event_map(fields, id, record_time, shape, &meta, &mut Replaced::default())
-            .write_json(&mut line);
+        to_event_map(
+            fields,
+            id,
+            record_time,
+            shape,
+            &meta,
+            &mut Replaced::default(),
+        )
+        .write_json(&mut line);
         line
     }
 
@@ -370,7 +390,10 @@ mod tests {
         let keys = [None, Some(b"k1".to_vec()), Some(b"\xffbad key".to_vec())];
         let headers = [
             vec![],
-            vec![("trace".to_owned(), Some(b"abc".to_vec())), ("empty".to_owned(), None)],
+            vec![
+                ("trace".to_owned(), Some(b"abc".to_vec())),
+                ("empty".to_owned(), None),
+            ],
             vec![
                 ("dup".to_owned(), Some(b"first".to_vec())),
                 ("other".to_owned(), Some(b"o".to_vec())),

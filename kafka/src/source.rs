@@ -311,7 +311,9 @@ impl KafkaSource {
                     let (mut replaced, mut scanner) = (Replaced::default(), Scanner::default());
                     let events: Vec<_> = records
                         .into_iter()
-                        .map(|r| to_event(r, &stream, generation, &shape, &mut replaced, &mut scanner))
+                        .map(|r| {
+                            to_event(r, &stream, generation, &shape, &mut replaced, &mut scanner)
+                        })
                         .collect();
                     (events, replaced)
                 })
