@@ -10,8 +10,9 @@
 //! [`BLOCK_BYTES`] and at most [`CHUNKS_AHEAD`] chunks in memory.
 //!
 //! Damage is reported, not fatal: a gzip stream that breaks ends the object at
-//! the last whole line before the break; a line that is not a JSON object is
-//! skipped and counted. Both are reported with the key and line number.
+//! the last whole line before the break; a line that is not a JSON object, or
+//! is longer than [`MAX_LINE_BYTES`], is skipped and counted. Both are
+//! reported with the key and line number.
 
 use std::io::Read;
 use std::sync::mpsc::SyncSender;
@@ -266,10 +267,6 @@ impl Read for Pieces {
     }
 }
 
-/// Inflates every gzip member of the object and cuts the text into blocks of
-/// whole lines, numbered by their first non-empty line, for the workers in
-/// turn; the last message says how the text ended. When the stream breaks,
-/// the whole lines before the break are sent and the partial one is not.
 /// Why the gzip stream of `gz` stopped: the download's failure, else the damage.
 fn failure(gz: &Gz, e: &std::io::Error) -> String {
     let reader = gz.get_ref().get_ref();
@@ -308,6 +305,12 @@ fn non_blank_lines(text: &[u8]) -> u64 {
     count
 }
 
+/// Inflates every gzip member of the object and cuts the text into blocks of
+/// whole lines, numbered by their first non-empty line, for the workers in
+/// turn; the last message says how the text ended. When the stream breaks,
+/// the whole lines before the break are sent and the partial one is not. A
+/// line longer than [`MAX_LINE_BYTES`] is read past, and [`OVERLONG_LINE`] is
+/// sent in its place.
 fn inflate(
     rx: mpsc::Receiver<Result<Bytes, String>>,
     workers: &[SyncSender<Block>],
