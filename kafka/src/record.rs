@@ -76,6 +76,13 @@ pub struct Shape {
 
 /// The deterministic id of a record.
 pub fn record_id(stream: &StreamId, offset: i64, timestamp_ms: i64) -> String {
+    uuid::Uuid::from_bytes(record_uuid(stream, offset, timestamp_ms))
+        .hyphenated()
+        .to_string()
+}
+
+/// [`record_id`] as a UUID's bytes.
+fn record_uuid(stream: &StreamId, offset: i64, timestamp_ms: i64) -> [u8; 16] {
     let hash = xxhash_rust::xxh3::xxh3_128(
         format!("{}\0{}\0{offset}", stream.topic, stream.partition).as_bytes(),
     );
@@ -83,20 +90,11 @@ pub fn record_id(stream: &StreamId, offset: i64, timestamp_ms: i64) -> String {
     let ms = timestamp_ms.max(0) as u64;
     uuid::Builder::from_unix_timestamp_millis(ms, bytes[..10].try_into().expect("10 bytes"))
         .into_uuid()
-        .hyphenated()
-        .to_string()
+        .into_bytes()
 }
 
 fn text(bytes: &[u8]) -> Value {
     Value::String(String::from_utf8_lossy(bytes).into_owned())
-}
-
-/// The deterministic id of a record, as a UUID's bytes.
-fn record_uuid(stream: &StreamId, offset: i64, timestamp_ms: i64) -> [u8; 16] {
-    let id = record_id(stream, offset, timestamp_ms);
-    *uuid::Uuid::parse_str(&id)
-        .expect("record_id is a hyphenated UUID")
-        .as_bytes()
 }
 
 /// The event of one record.
