@@ -358,6 +358,22 @@ fn a_source_at_its_limit_of_unstored_records_gets_them_stored_at_once() {
         "{prompt} of 20,000 records archived in {:.1} s with late_flush_interval 5m",
         started.elapsed().as_secs_f64()
     );
+    // Then every record is read (a source paused at its limit fetches no more;
+    // records it never read would stay uncommitted, for the next owner), and
+    // the last ones go out at shutdown.
+    let received =
+        sediment_core::metrics::ComponentMetrics::new("kafka_unstored_a", "source", "kafka")
+            .received_events;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while received.get() < produced.len() as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} records read",
+            received.get(),
+            produced.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     a.stop();
     let objects = read_objects(&archive);
     // 4 partitions × 3 hours: more objects than that were cut by the limit.
