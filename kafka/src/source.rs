@@ -503,25 +503,13 @@ impl KafkaSource {
     ) {
         let deadline = tokio::time::Instant::now()
             + self.shutdown_timeout.saturating_sub(Duration::from_secs(5));
-        // Everything read is sent, batch by batch: a batch refused (the
-        // pipeline full, or at `max_unstored_records`, which asks the sinks to
-        // store now) is offered again until taken, then the rest follows.
-        // What is not sent by the deadline stays uncommitted, for the next owner.
         let mut blocked = blocked;
-        loop {
-            while blocked.is_some() && tokio::time::Instant::now() < deadline {
-                blocked = self.offer(blocked.take().expect("checked"), out);
-                if blocked.is_some() {
-                    tokio::time::sleep(RETRY_BLOCKED).await;
-                }
-            }
-            if blocked.is_some() {
-                break;
-            }
-            blocked = self.flush(&mut pending, out, true).await;
-            if blocked.is_none() {
-                break;
-            }
+        while blocked.is_some() && tokio::time::Instant::now() < deadline {
+            blocked = self.offer(blocked.take().expect("checked"), out);
+            tokio::time::sleep(RETRY_BLOCKED).await;
+        }
+        if blocked.is_none() {
+            let _ = self.flush(&mut pending, out, true).await;
         }
         loop {
             let waiting = {
