@@ -201,26 +201,24 @@ fn meta_json(shape: &Shape, stream: &StreamId, r: &Record) -> Vec<u8> {
     if r.headers.is_empty() {
         out.extend_from_slice(b"{}");
     } else {
-        // A map, as the reference builds it: a repeated header keeps its first place and last value.
-        let headers: Map<String, Value> = r
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_deref().map_or(Value::Null, text)))
-            .collect();
-        serde_json::to_writer(&mut out, &headers).expect("writing JSON into a Vec cannot fail");
+        serde_json::to_writer(&mut out, &headers(r)).expect("writing JSON into a Vec cannot fail");
     }
     out.extend_from_slice(b"}}");
     out
 }
 
+/// A record's headers as `_meta.kafka.headers`: a repeated header keeps its
+/// first place and its last value; a header without a value is `null`.
+fn headers(r: &Record) -> Map<String, Value> {
+    r.headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_deref().map_or(Value::Null, text)))
+        .collect()
+}
+
 /// `_meta` of a record as a value (the reference for [`meta_json`]).
 #[cfg(test)]
 fn meta_value(shape: &Shape, stream: &StreamId, r: &Record) -> Value {
-    let headers: Map<String, Value> = r
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_deref().map_or(Value::Null, text)))
-        .collect();
     json!({
         "source": shape.source,
         "source_type": "kafka",
@@ -230,7 +228,7 @@ fn meta_value(shape: &Shape, stream: &StreamId, r: &Record) -> Value {
             "partition": stream.partition,
             "offset": r.offset,
             "key": r.key.as_deref().map_or(Value::Null, text),
-            "headers": headers,
+            "headers": headers(r),
         },
     })
 }
