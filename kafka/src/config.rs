@@ -61,6 +61,20 @@ fn default_max_unstored_records() -> u64 {
 /// The default of `max_unstored_records`.
 pub const DEFAULT_MAX_UNSTORED_RECORDS: u64 = 500_000;
 
+/// Records librdkafka prefetches per replica, at most (`queued.max.messages.kbytes`;
+/// librdkafka's default is 64 MiB): 2 MiB is some 15,000 loghub lines, tens of
+/// milliseconds of consumption, which hides a fetch's round trip.
+pub const PREFETCH_KBYTES: &str = "2048";
+/// Largest fetch response (`fetch.max.bytes`; librdkafka's default is 50 MiB).
+/// A record larger than this is still fetched, alone (KIP-74).
+pub const FETCH_MAX_BYTES: &str = "2097152";
+/// How long a partition's fetching waits when the prefetch queue is full
+/// (`fetch.queue.backoff.ms`). librdkafka's default, 1 s, made a replica that
+/// consumes faster than that empty the queue and idle for the rest of the
+/// second: consumption came in bursts, and `scripts/bench-kafka` read ~100,000
+/// records/s where 10 ms gives ~170,000.
+pub const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum Servers {
@@ -200,10 +214,9 @@ pub fn parse(path: &str, value: serde_yaml::Value) -> Result<KafkaSettings, Vec<
                 OffsetReset::Latest => "latest",
             },
         )
-        // Bounded prefetch: at most 16 MiB of records queued per replica, fetch
-        // responses of at most 8 MiB (librdkafka's default is 50 MiB).
-        .set("queued.max.messages.kbytes", "16384")
-        .set("fetch.max.bytes", "8388608")
+        .set("queued.max.messages.kbytes", PREFETCH_KBYTES)
+        .set("fetch.max.bytes", FETCH_MAX_BYTES)
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
         .set("statistics.interval.ms", "5000");
     if let Some(id) = &o.group_instance_id {
         client.set("group.instance.id", id);
@@ -311,6 +324,25 @@ mod tests {
             .iter()
             .map(|e| e.to_string())
             .collect()
+    }
+
+    #[test]
+    fn prefetch_is_bounded_and_refilled_without_librdkafkas_one_second_backoff() {
+        let parsed = |yaml: &str| parse("sources.k", serde_yaml::from_str(yaml).unwrap()).unwrap();
+        let defaults = parsed("{bootstrap_servers: a:9092, topics: [logs], group_id: g}");
+        assert_eq!(
+            defaults.client.get("queued.max.messages.kbytes"),
+            Some("2048")
+        );
+        assert_eq!(defaults.client.get("fetch.max.bytes"), Some("2097152"));
+        assert_eq!(defaults.client.get("fetch.queue.backoff.ms"), Some("10"));
+        // An operator with a distant broker may prefetch more.
+        let tuned = parsed("{bootstrap_servers: a:9092, topics: [logs], group_id: g, librdkafka_options: {queued.max.messages.kbytes: '65536', fetch.queue.backoff.ms: '100'}}");
+        assert_eq!(
+            tuned.client.get("queued.max.messages.kbytes"),
+            Some("65536")
+        );
+        assert_eq!(tuned.client.get("fetch.queue.backoff.ms"), Some("100"));
     }
 
     #[test]
