@@ -21,6 +21,7 @@
 //!   `azure_blob`, on by default). A build without one still knows the type name,
 //!   so a config that uses it gets an error saying how to rebuild, not "unknown type".
 //! - [`console`]: `type: console`, NDJSON to stdout.
+//! - [`deflate`]: libdeflate compressors kept per thread, for whole-buffer gzip.
 //! - [`http`]: `type: http`, batches of archive lines POSTed to any HTTP intake,
 //!   acknowledged on `2xx`; its [`http::HttpClient`] also serves restore's HTTP output.
 //!
@@ -33,6 +34,7 @@ pub mod archive;
 #[cfg(feature = "azure_blob")]
 pub mod azure_blob;
 pub mod console;
+pub mod deflate;
 pub mod file;
 #[cfg(feature = "gcs")]
 pub mod gcs;

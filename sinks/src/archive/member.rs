@@ -16,10 +16,6 @@
 //! segment, so an uploaded object says which segment it came from — that is how a
 //! restart recognises an upload it already made.
 
-use std::cell::RefCell;
-
-use libdeflater::{CompressionLvl, Compressor};
-
 /// Bytes of a sediment member header.
 pub const HEADER_LEN: usize = 10 + 2 + 4 + SD_LEN;
 const SD_LEN: usize = 1 + 1 + 16 + 4 + 4;
@@ -114,19 +110,9 @@ pub fn encode_head(id: [u8; 16]) -> Vec<u8> {
 /// libdeflate rather than a streaming zlib: a member is always compressed whole
 /// from memory, which is the case libdeflate is built for. On loghub NDJSON at
 /// level 6 it ran 372 MiB/s against zlib-rs's 256, with a better ratio (14.6x
-/// against 14.2x). Compressors are kept per thread: creating one allocates.
+/// against 14.2x). Compressors are kept per thread ([`crate::deflate`]).
 fn deflate(data: &[u8], level: u32) -> Vec<u8> {
-    thread_local! {
-        static COMPRESSOR: RefCell<Option<(u32, Compressor)>> = const { RefCell::new(None) };
-    }
-    COMPRESSOR.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        if cell.as_ref().is_none_or(|(l, _)| *l != level) {
-            let lvl =
-                CompressionLvl::new(level.clamp(0, 12) as i32).expect("levels 0 to 12 are valid");
-            *cell = Some((level, Compressor::new(lvl)));
-        }
-        let (_, compressor) = cell.as_mut().expect("just set");
+    crate::deflate::with_compressor(level, |compressor| {
         let mut out = vec![0; HEADER_LEN + compressor.deflate_compress_bound(data.len())];
         let n = compressor
             .deflate_compress(data, &mut out[HEADER_LEN..])

@@ -174,7 +174,7 @@ impl HttpClient {
         };
         let body = match settings.compression {
             Compression::None => raw.to_vec(),
-            Compression::Gzip => gzip(raw, settings.compression_level),
+            Compression::Gzip => crate::deflate::gzip(raw, settings.compression_level as u32),
             Compression::Zstd => zstd::bulk::compress(raw, settings.compression_level)
                 .expect("zstd compresses any input into a Vec at a validated level"),
         };
@@ -395,17 +395,6 @@ fn ndjson_to_array(lines: &[u8]) -> Vec<u8> {
         out.extend_from_slice(line);
     }
     out.push(b']');
-    out
-}
-
-fn gzip(data: &[u8], level: i32) -> Vec<u8> {
-    let level = libdeflater::CompressionLvl::new(level).expect("the level was validated (1 to 9)");
-    let mut compressor = libdeflater::Compressor::new(level);
-    let mut out = vec![0; compressor.gzip_compress_bound(data.len())];
-    let n = compressor
-        .gzip_compress(data, &mut out)
-        .expect("the output buffer has the compress bound");
-    out.truncate(n);
     out
 }
 

@@ -125,6 +125,23 @@ impl HttpSink {
             ack.complete();
             return;
         }
+        // The usual case, a batch that is a request of its own: its buffer is
+        // the request's, not copied line by line.
+        if pending.events == 0
+            && ends.len() <= self.batch.max_events
+            && lines.len() <= self.batch.max_bytes
+        {
+            pending.deadline = Some(Instant::now() + self.batch.timeout);
+            pending.events = ends.len();
+            pending.lines = lines;
+            pending.acks.push(ack);
+            if pending.events >= self.batch.max_events
+                || pending.lines.len() >= self.batch.max_bytes
+            {
+                self.flush(pending, slots, requests, give_up).await;
+            }
+            return;
+        }
         let mut start = 0;
         // Whether some of this batch's lines are in `pending` (then a flush takes a clone of its ack).
         let mut holds_this_batch = false;
@@ -215,7 +232,10 @@ async fn serialise(batch: Batch) -> anyhow::Result<Serialised> {
 }
 
 fn lines_of(events: &[Event]) -> (Vec<u8>, Vec<usize>) {
-    let mut lines = Vec::with_capacity(events.len() * 256);
+    // Sized once: growing a buffer of a thousand lines by doubling copied it
+    // over and over (a tenth of a forwarding sediment's CPU went to memmove).
+    let estimate: usize = events.iter().map(|e| e.estimated_json_bytes() + 1).sum();
+    let mut lines = Vec::with_capacity(estimate);
     let mut ends = Vec::with_capacity(events.len());
     for event in events {
         event.write_ndjson(&mut lines);
