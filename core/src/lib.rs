@@ -29,6 +29,7 @@
 //! - [`clock`]: time, injectable for tests.
 //! - [`retry`]: the backoff every retry loop uses.
 //! - [`storage`]: the [`storage::ObjectStore`] trait archive backends implement.
+//! - `testing` (feature `testing`, and tests): JSON generators for property tests.
 //! - [`stream`]: positions of events in replayable streams (Kafka partitions) and
 //!   what archive sinks stored of each, shared by the kafka source and the sinks.
 //! - [`tls`]: rustls server and client configurations from PEM files, shared by
@@ -52,6 +53,8 @@ pub mod output;
 pub mod retry;
 pub mod storage;
 pub mod stream;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod throttle;
 pub mod tls;
 pub mod topology;
