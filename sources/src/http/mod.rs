@@ -3,6 +3,7 @@
 
 #[cfg(test)]
 mod allocations;
+mod auth;
 mod body;
 mod budget;
 mod chunks;
@@ -13,6 +14,7 @@ mod listener;
 #[cfg(test)]
 mod props;
 mod respond;
+mod send;
 mod server;
 mod stamper;
 

@@ -10,18 +10,18 @@ use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use base64::Engine;
 use sediment_core::component::{BuildContext, Source};
 use sediment_core::event::{format_time_ms, now_ms, Replaced};
 use sediment_core::metrics::ComponentMetrics;
 use sediment_core::output::SendError;
-use sediment_core::{Ack, Batch, Event, Outcome, Output};
+use sediment_core::{Outcome, Output};
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use super::auth::authorized;
 use super::body;
 use super::budget::{MemoryBudget, Shortfall};
 use super::chunks::{self, Prepared};
@@ -29,6 +29,7 @@ use super::decode::{self, BodyError, Format};
 use super::idempotency::{self, Begin, Keys};
 use super::listener;
 use super::respond::error_response;
+use super::send::{send_chunked, send_whole, Sent};
 use super::{AuthOptions, HttpSettings, MEZMO_PATH};
 
 /// The request header naming a request for de-duplication.
@@ -331,7 +332,10 @@ async fn accept(
             if count == 0 {
                 return (StatusCode::OK, json!({ "accepted": 0 }));
             }
-            (count, send_whole(shared, events).await)
+            (
+                count,
+                send_whole(&shared.out, shared.settings.queue_timeout, events).await,
+            )
         }
         Ok(Prepared::Chunked(chunker, replaced)) => {
             if let Err(e) = reservation
@@ -348,7 +352,12 @@ async fn accept(
             }
             count_replaced(&shared.metrics, replaced);
             let count = chunker.events;
-            (count, send_chunked(shared, *chunker).await)
+            let settings = &shared.settings;
+            let (queue, request) = (settings.queue_timeout, settings.request_timeout);
+            (
+                count,
+                send_chunked(&shared.out, queue, request, *chunker).await,
+            )
         }
         Err(e) => return refused_parse(shared, e),
     };
@@ -363,120 +372,6 @@ async fn accept(
             };
             error(StatusCode::SERVICE_UNAVAILABLE, message)
         }
-    }
-}
-
-/// How sending a request's batches ended.
-enum Sent {
-    /// Every batch went in; the worst outcome of their acknowledgements.
-    All(Outcome),
-    /// The pipeline refused the (first or a later) batch.
-    Refused(SendError),
-}
-
-async fn send_whole(shared: &Shared, events: Vec<Event>) -> Sent {
-    let (ack, waiter) = Ack::new();
-    match shared
-        .out
-        .try_send(Batch::new(events, ack), shared.settings.queue_timeout)
-        .await
-    {
-        Ok(()) => Sent::All(waiter.outcome().await),
-        Err((reason, batch)) => {
-            batch.ack.complete();
-            Sent::Refused(reason)
-        }
-    }
-}
-
-/// Streams a validated large body's chunks, [`chunks::OUTSTANDING`] at once,
-/// as one group: archive sinks make it visible whole, with its last chunk, or
-/// not at all. Later chunks wait for room up to `request_timeout`: a busy
-/// pipeline slows a large request down rather than failing it.
-async fn send_chunked(shared: &Shared, chunker: chunks::Chunker) -> Sent {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-    let producer = tokio::task::spawn_blocking(move || chunker.run(tx));
-    let mut pending = std::collections::VecDeque::new();
-    let mut worst = Outcome::Delivered;
-    let mut refused = None;
-    let mut first = true;
-    let group = sediment_core::Group::new();
-    // Abandons the group unless its last part went in, whatever ends this
-    // future (an error, a timeout, the client going away).
-    let mut guard = AbandonUnlessSent {
-        group: group.clone(),
-        sent: false,
-    };
-    let timeout = shared.settings.request_timeout;
-    while let Some((events, last)) = rx.recv().await {
-        while pending.len() >= chunks::OUTSTANDING {
-            let waiter: sediment_core::ack::AckWaiter = pending.pop_front().expect("not empty");
-            match tokio::time::timeout(timeout, waiter.outcome()).await {
-                Ok(outcome) => worst = worse(worst, outcome),
-                // A part stuck downstream: give up before the last part goes.
-                Err(_) => refused = Some(SendError::Full),
-            }
-        }
-        if worst != Outcome::Delivered || refused.is_some() {
-            break;
-        }
-        let wait = if first {
-            shared.settings.queue_timeout
-        } else {
-            shared.settings.request_timeout
-        };
-        first = false;
-        let (ack, waiter) = Ack::new();
-        let part = sediment_core::GroupPart {
-            group: group.clone(),
-            last,
-        };
-        let batch = Batch::new(events, ack).in_group(part);
-        match shared.out.try_send(batch, wait).await {
-            Ok(()) => {
-                guard.sent = last;
-                pending.push_back(waiter);
-            }
-            Err((reason, batch)) => {
-                batch.ack.complete();
-                refused = Some(reason);
-                break;
-            }
-        }
-    }
-    drop(rx);
-    let _ = producer.await;
-    drop(guard); // abandons the group unless its last part went in
-    if let Some(reason) = refused {
-        // The group will never complete: its parts are discarded wherever they
-        // are, so the client need not wait for them (they may sit in a stuck sink).
-        return Sent::Refused(reason);
-    }
-    for waiter in pending {
-        worst = worse(worst, waiter.outcome().await);
-    }
-    Sent::All(worst)
-}
-
-/// Abandons a group when dropped before its last part was sent.
-struct AbandonUnlessSent {
-    group: std::sync::Arc<sediment_core::Group>,
-    sent: bool,
-}
-
-impl Drop for AbandonUnlessSent {
-    fn drop(&mut self) {
-        if !self.sent {
-            self.group.abandon();
-        }
-    }
-}
-
-fn worse(a: Outcome, b: Outcome) -> Outcome {
-    match (a, b) {
-        (Outcome::Rejected, _) | (_, Outcome::Rejected) => Outcome::Rejected,
-        (Outcome::Failed, _) | (_, Outcome::Failed) => Outcome::Failed,
-        _ => Outcome::Delivered,
     }
 }
 
@@ -616,61 +511,4 @@ fn request_meta(
         meta.insert("headers".into(), Value::Object(kept));
     }
     Value::Object(meta)
-}
-
-fn authorized(auth: Option<&AuthOptions>, headers: &HeaderMap) -> bool {
-    let Some(auth) = auth else { return true };
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
-    match auth {
-        AuthOptions::Bearer { tokens } => {
-            scheme.eq_ignore_ascii_case("bearer")
-                && tokens.iter().any(|t| {
-                    constant_time_eq::constant_time_eq(t.as_bytes(), credentials.trim().as_bytes())
-                })
-        }
-        AuthOptions::Basic { username, password } => {
-            let expected = format!("{username}:{password}");
-            scheme.eq_ignore_ascii_case("basic")
-                && base64::engine::general_purpose::STANDARD
-                    .decode(credentials.trim())
-                    .is_ok_and(|given| {
-                        constant_time_eq::constant_time_eq(&given, expected.as_bytes())
-                    })
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(auth: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, auth.parse().unwrap());
-        h
-    }
-
-    #[test]
-    fn bearer_and_basic_auth() {
-        let bearer = AuthOptions::Bearer {
-            tokens: vec!["t1".into(), "t2".into()],
-        };
-        assert!(authorized(Some(&bearer), &headers("Bearer t2")));
-        assert!(!authorized(Some(&bearer), &headers("Bearer t3")));
-        assert!(!authorized(Some(&bearer), &HeaderMap::new()));
-        let basic = AuthOptions::Basic {
-            username: "u".into(),
-            password: "p".into(),
-        };
-        assert!(authorized(Some(&basic), &headers("Basic dTpw")));
-        assert!(!authorized(Some(&basic), &headers("Basic dTpx")));
-        assert!(!authorized(Some(&basic), &headers("Bearer dTpw")));
-        assert!(authorized(None, &HeaderMap::new()));
-    }
 }
