@@ -64,16 +64,15 @@ pub const DEFAULT_MAX_UNSTORED_RECORDS: u64 = 500_000;
 /// Records librdkafka prefetches per replica, at most (`queued.max.messages.kbytes`;
 /// librdkafka's default is 64 MiB): 1 MiB is some 7,500 loghub lines, tens of
 /// milliseconds of consumption, which hides a fetch's round trip. On the bench,
-/// 2 MiB read no faster and peaked at 54–62 MiB against 47–50.
+/// 2 MiB read no faster and peaked at 54–62 MiB against 47–50. librdkafka
+/// derives `fetch.max.bytes` from it (at least `message.max.bytes`), so a
+/// fetch response is no larger.
 pub const PREFETCH_KBYTES: &str = "1024";
-/// Largest fetch response (`fetch.max.bytes`; librdkafka's default is 50 MiB).
-/// A record larger than this is still fetched, alone (KIP-74).
-pub const FETCH_MAX_BYTES: &str = "1048576";
 /// How long a partition's fetching waits when the prefetch queue is full
 /// (`fetch.queue.backoff.ms`). librdkafka's default, 1 s, made a replica that
 /// consumes faster than that empty the queue and idle for the rest of the
-/// second: consumption came in bursts, and `scripts/bench-kafka` read ~100,000
-/// records/s where 10 ms gives ~170,000.
+/// second: consumption came in bursts, and `scripts/bench-kafka` read ~106,000
+/// records/s where 10 ms gives 185,000–203,000.
 pub const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 
 #[derive(Debug, Deserialize)]
@@ -216,7 +215,6 @@ pub fn parse(path: &str, value: serde_yaml::Value) -> Result<KafkaSettings, Vec<
             },
         )
         .set("queued.max.messages.kbytes", PREFETCH_KBYTES)
-        .set("fetch.max.bytes", FETCH_MAX_BYTES)
         .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
         .set("statistics.interval.ms", "5000");
     if let Some(id) = &o.group_instance_id {
@@ -335,7 +333,8 @@ mod tests {
             defaults.client.get("queued.max.messages.kbytes"),
             Some("1024")
         );
-        assert_eq!(defaults.client.get("fetch.max.bytes"), Some("1048576"));
+        // librdkafka sizes fetches by the prefetch; a set value could refuse a large message.max.bytes.
+        assert_eq!(defaults.client.get("fetch.max.bytes"), None);
         assert_eq!(defaults.client.get("fetch.queue.backoff.ms"), Some("10"));
         // An operator with a distant broker may prefetch more.
         let tuned = parsed("{bootstrap_servers: a:9092, topics: [logs], group_id: g, librdkafka_options: {queued.max.messages.kbytes: '65536', fetch.queue.backoff.ms: '100'}}");

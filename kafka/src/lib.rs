@@ -56,8 +56,8 @@
 //!    same deterministic names, so whoever comes second skips.
 //! 6. **Back-pressure.** When the pipeline is full, or
 //!    `max_unstored_records` records wait for storage, every partition is
-//!    paused (librdkafka stops fetching; its queue is bounded at 1 MiB, fetch
-//!    responses at 1 MiB, see [`config::PREFETCH_KBYTES`]) while the loop keeps
+//!    paused (librdkafka stops fetching; its queue is bounded at 1 MiB, and so
+//!    are fetch responses, see [`config::PREFETCH_KBYTES`]) while the loop keeps
 //!    polling, so the replica stays in the group.
 //! 7. **Commits** are made on the blocking pool and their result handled there:
 //!    librdkafka reports a manual asynchronous commit to nobody.

@@ -4,7 +4,8 @@
 //! Records are copied out of librdkafka as they arrive and turned into events
 //! on the blocking pool, per partition in batches of at most [`BATCH`] records
 //! or [`LINGER`]. A batch the pipeline cannot take pauses every partition
-//! (librdkafka stops fetching; its queue is bounded to 16 MiB) while the loop
+//! (librdkafka stops fetching; its queue is bounded, see
+//! [`crate::config::PREFETCH_KBYTES`]) while the loop
 //! keeps polling, so the group membership and rebalances are served; it resumes
 //! once the batch is taken. So does a batch that would take the records sent
 //! and not yet stored past `max_unstored_records`, which also asks the sinks

@@ -488,6 +488,48 @@ async fn requests_are_cut_by_events_bytes_and_time_and_split_batches_ack_once_al
     sink.task.await.unwrap().unwrap();
 }
 
+/// A batch that is a request of its own goes whole; one that follows a
+/// pending batch fills that request and leaves its rest pending: both ways
+/// give the same requests, and each batch's acknowledgement completes once
+/// every line of it arrived.
+#[tokio::test]
+async fn a_batch_alone_is_one_request_and_a_batch_after_another_fills_its_request_first() {
+    let receiver = Receiver::default();
+    let addr = receiver.start().await;
+    let sink = start_sink(
+        "http_whole",
+        &format!("{{uri: 'http://{addr}/', batch: {{max_events: 1000, max_bytes: 10MiB, timeout: 200ms}}}}"),
+        Duration::from_secs(5),
+    );
+    let whole = events(1000, "whole");
+    let (b, waiter) = batch(whole.clone());
+    sink.input.send(b).await.unwrap();
+    assert_eq!(waiter.outcome().await, Outcome::Delivered);
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "exactly max_events: one request");
+    assert!(lines(&got[0].body) == lines(&ndjson(&whole)));
+
+    // 300 wait in a request of their own; 800 more fill it to 1,000 and
+    // leave 100 for a second request, sent at batch.timeout.
+    let (first, second) = (events(300, "first"), events(800, "second"));
+    let (b1, w1) = batch(first.clone());
+    let (b2, w2) = batch(second.clone());
+    sink.input.send(b1).await.unwrap();
+    sink.input.send(b2).await.unwrap();
+    assert_eq!(w1.outcome().await, Outcome::Delivered);
+    assert_eq!(w2.outcome().await, Outcome::Delivered);
+    let got = receiver.received();
+    let sizes: Vec<usize> = got[1..].iter().map(|r| lines(&r.body).len()).collect();
+    assert_eq!(sizes, [1000, 100]);
+    let mut want = lines(&ndjson(&first));
+    want.extend(lines(&ndjson(&second)));
+    let sent: Vec<Value> = got[1..].iter().flat_map(|r| lines(&r.body)).collect();
+    assert!(sent == want, "every line once, in order");
+    assert_eq!(sink.metrics.sent_events.get(), 2100);
+    drop(sink.input);
+    sink.task.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn a_refused_request_rejects_its_acknowledgement_and_counts_the_events_discarded() {
     let receiver = Receiver::default();
