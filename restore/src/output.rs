@@ -241,7 +241,7 @@ impl FileOutput {
         // pages every time, a tenth of the consumer's time when measured).
         let compressed;
         let bytes: &[u8] = if self.gzip && !self.buffer.is_empty() {
-            compressed = gzip_member(&self.buffer);
+            compressed = sediment_sinks::deflate::gzip(&self.buffer, 6);
             &compressed
         } else {
             &self.buffer
@@ -265,17 +265,6 @@ impl FileOutput {
             lines: self.lines,
         })
     }
-}
-
-fn gzip_member(data: &[u8]) -> Vec<u8> {
-    let level = libdeflater::CompressionLvl::new(6).expect("level 6 is valid");
-    let mut c = libdeflater::Compressor::new(level);
-    let mut out = vec![0; c.gzip_compress_bound(data.len())];
-    let n = c
-        .gzip_compress(data, &mut out)
-        .expect("the buffer has the bound");
-    out.truncate(n);
-    out
 }
 
 /// Lines POSTed in requests cut by events and bytes, several in flight.

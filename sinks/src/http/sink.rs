@@ -125,45 +125,39 @@ impl HttpSink {
             ack.complete();
             return;
         }
-        // The usual case, a batch that is a request of its own: its buffer is
-        // the request's, not copied line by line.
         if pending.events == 0
             && ends.len() <= self.batch.max_events
             && lines.len() <= self.batch.max_bytes
         {
+            // The usual case, a batch that is a request of its own: its
+            // buffer is the request's, not copied line by line.
             pending.deadline = Some(Instant::now() + self.batch.timeout);
             pending.events = ends.len();
             pending.lines = lines;
-            pending.acks.push(ack);
-            if pending.events >= self.batch.max_events
-                || pending.lines.len() >= self.batch.max_bytes
-            {
-                self.flush(pending, slots, requests, give_up).await;
-            }
-            return;
-        }
-        let mut start = 0;
-        // Whether some of this batch's lines are in `pending` (then a flush takes a clone of its ack).
-        let mut holds_this_batch = false;
-        for end in ends {
-            let line = &lines[start..end];
-            start = end;
-            let full = pending.events >= self.batch.max_events
-                || pending.lines.len() + line.len() > self.batch.max_bytes;
-            if pending.events > 0 && full {
-                if holds_this_batch {
-                    pending.acks.push(ack.clone());
+        } else {
+            let mut start = 0;
+            // Whether some of this batch's lines are in `pending` (then a flush takes a clone of its ack).
+            let mut holds_this_batch = false;
+            for end in ends {
+                let line = &lines[start..end];
+                start = end;
+                let full = pending.events >= self.batch.max_events
+                    || pending.lines.len() + line.len() > self.batch.max_bytes;
+                if pending.events > 0 && full {
+                    if holds_this_batch {
+                        pending.acks.push(ack.clone());
+                    }
+                    self.flush(pending, slots, requests, give_up).await;
                 }
-                self.flush(pending, slots, requests, give_up).await;
+                if pending.events == 0 {
+                    pending.deadline = Some(Instant::now() + self.batch.timeout);
+                }
+                pending.lines.extend_from_slice(line);
+                pending.events += 1;
+                holds_this_batch = true;
             }
-            if pending.events == 0 {
-                pending.deadline = Some(Instant::now() + self.batch.timeout);
-            }
-            pending.lines.extend_from_slice(line);
-            pending.events += 1;
-            holds_this_batch = true;
+            debug_assert!(holds_this_batch, "the last line is always pending");
         }
-        debug_assert!(holds_this_batch, "the last line is always pending");
         pending.acks.push(ack);
         if pending.events >= self.batch.max_events || pending.lines.len() >= self.batch.max_bytes {
             self.flush(pending, slots, requests, give_up).await;
